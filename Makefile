@@ -1,0 +1,42 @@
+# The two commands of README.md: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/ingot
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GOTEST_TIMEOUT ?= 40m
+
+# Debian packages: QEMU and firmware (runtime), and what the test guests are built with.
+APT_RUNTIME := qemu-system-x86 qemu-utils ovmf seabios
+APT_GUESTS := debootstrap mtools dosfstools gdisk fdisk e2fsprogs grub-pc-bin grub-efi-amd64-bin grub-common \
+	xorriso zstd cpio curl
+APT_TEST := openssh-client cloud-init
+
+.PHONY: demo test build deps deps-test guests vet clean
+demo: deps build guests
+	$(BIN) version
+
+test: deps deps-test guests vet
+	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+
+build:
+	@command -v $(GO) >/dev/null || { echo "make: Go is missing; install Go 1.21 or newer (it fetches the 1.26 toolchain itself)" >&2; exit 1; }
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ingot
+
+# apt-get only when something is missing: a warm machine skips the index download.
+deps:
+	@bash .ci/apt-install $(APT_RUNTIME) $(APT_GUESTS)
+deps-test:
+	@bash .ci/apt-install $(APT_TEST)
+
+guests:
+	bash testdata/guests/ensure.sh cloud
+	bash testdata/guests/ensure.sh installer
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin out
