@@ -1,0 +1,225 @@
+// Package hypervisor defines what the bake pipeline needs from a virtual machine monitor: start a
+// build machine from a Spec, reach its SSH port, watch it, type at it, and stop it. Drivers live in
+// subpackages: qemu (QEMU as a child process, controlled over QMP) and, later, libvirt (transient
+// domains on a local or remote libvirtd). The Spec is plain data so both can honour it.
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ingot-build/ingot/firmware"
+)
+
+// Spec is a build machine.
+type Spec struct {
+	Name string // a label for logs and process names; need not be unique
+	// WorkDir is a private (0700) directory the caller owns and removes: the QMP socket, the
+	// console log and the UEFI vars copy are made here.
+	WorkDir   string
+	Arch      string // default x86_64
+	Machine   string // QEMU machine type; default q35
+	CPUs      int    // default 2
+	MemoryMiB int    // default 2048
+	Accel     string // auto (default), kvm or tcg
+	Firmware  firmware.Kind
+
+	Disks []Disk
+
+	// Direct kernel boot (installers whose kernel and initrd were taken from the ISO).
+	Kernel, Initrd, Append string
+
+	// NoReboot turns a guest reboot into the machine's exit: an installer's final reboot then
+	// says "install finished".
+	NoReboot bool
+
+	// GuestSSHPort is forwarded from an ephemeral loopback port; default 22.
+	GuestSSHPort int
+
+	// ExtraArgs are appended to the driver's command line as they are: the escape hatch.
+	ExtraArgs []string
+}
+
+// Disk is a drive attached to the machine.
+type Disk struct {
+	Path   string
+	Format string // qcow2, raw, …
+	// Interface: virtio (default for disks), scsi (virtio-scsi), sata (q35's AHCI; the default
+	// for CD-ROMs, as firmware and installers expect), nvme.
+	Interface string
+	CDROM     bool
+	ReadOnly  bool
+	// Discard passes the guest's TRIM/UNMAP down to the image file (discard=unmap), so deleted
+	// data does not end up in the outputs.
+	Discard bool
+	// DetectZeroes: "", "on" or "unmap" (unmap needs Discard): zero writes become holes.
+	DetectZeroes string
+	BootIndex    int // 1 boots first; 0 leaves the disk out of the boot order
+	Serial       string
+}
+
+// Driver starts machines.
+type Driver interface {
+	Start(ctx context.Context, spec Spec) (Machine, error)
+}
+
+// Machine is a running build machine.
+type Machine interface {
+	// SSHAddr is the loopback host:port forwarded to the guest's SSH port.
+	SSHAddr() string
+	// ConsolePath is the file the serial console is captured to.
+	ConsolePath() string
+	// ConsoleTail returns the last n lines of the serial console.
+	ConsoleTail(n int) string
+	// Events returns the monitor events seen so far (SHUTDOWN, RESET, STOP, GUEST_PANICKED, …).
+	Events() []Event
+	// Done is closed when the guest stopped running: it powered off, panicked, or its
+	// process ended. Err then says why.
+	Done() <-chan struct{}
+	// Err is nil while the guest runs and after a clean power-off; otherwise it is a
+	// *GuestError carrying the console tail.
+	Err() error
+	// Shutdown powers the guest off in order: an ACPI power-button press, a bounded wait,
+	// then a monitor quit, then a kill. It returns ErrForced (wrapped) if the guest did not
+	// stop by itself.
+	Shutdown(ctx context.Context) error
+	// Wait waits for the machine to end and returns Err.
+	Wait(ctx context.Context) error
+	// Kill stops the machine at once. Safe to call more than once and after it ended.
+	Kill() error
+}
+
+// KeySender is a machine that can type: boot commands for installers that must be driven
+// through their boot menu.
+type KeySender interface {
+	SendKeys(ctx context.Context, sequence string) error
+}
+
+// Event is a monitor event.
+type Event struct {
+	Name string
+	Time time.Time
+	Data map[string]any
+}
+
+func (e Event) String() string {
+	if len(e.Data) == 0 {
+		return e.Name
+	}
+	return fmt.Sprintf("%s %v", e.Name, e.Data)
+}
+
+// ErrNotSupported is returned for an optional capability a driver does not have.
+var ErrNotSupported = errors.New("not supported by this hypervisor driver")
+
+// ErrForced means a shutdown had to be forced: the guest ignored the ACPI power button.
+var ErrForced = errors.New("the guest did not power off by itself")
+
+// GuestError is why a guest stopped when it should not have, with what its console said last.
+type GuestError struct {
+	Reason      string // "the guest panicked", "QEMU exited: exit status 1: …"
+	ConsoleTail string
+}
+
+func (e *GuestError) Error() string {
+	if strings.TrimSpace(e.ConsoleTail) == "" {
+		return e.Reason + " (the serial console is empty)"
+	}
+	return e.Reason + "; the serial console ends with:\n" + indent(e.ConsoleTail)
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+// WithDefaults fills in the defaults documented on Spec.
+func (s Spec) WithDefaults() Spec {
+	if s.Arch == "" {
+		s.Arch = "x86_64"
+	}
+	if s.Machine == "" {
+		s.Machine = "q35"
+	}
+	if s.CPUs == 0 {
+		s.CPUs = 2
+	}
+	if s.MemoryMiB == 0 {
+		s.MemoryMiB = 2048
+	}
+	if s.Accel == "" {
+		s.Accel = "auto"
+	}
+	if s.Firmware == "" {
+		s.Firmware = firmware.BIOS
+	}
+	if s.GuestSSHPort == 0 {
+		s.GuestSSHPort = 22
+	}
+	for i := range s.Disks {
+		d := &s.Disks[i]
+		if d.Interface == "" {
+			d.Interface = "virtio"
+			if d.CDROM {
+				d.Interface = "sata"
+			}
+		}
+		if d.Format == "" && d.CDROM {
+			d.Format = "raw"
+		}
+	}
+	return s
+}
+
+// Validate reports what is wrong with a spec (after WithDefaults), all at once.
+func (s Spec) Validate() error {
+	var errs []error
+	if s.WorkDir == "" {
+		errs = append(errs, errors.New("no work directory"))
+	}
+	if s.CPUs < 1 {
+		errs = append(errs, fmt.Errorf("cpus %d: need at least 1", s.CPUs))
+	}
+	if s.MemoryMiB < 64 {
+		errs = append(errs, fmt.Errorf("memory %d MiB: need at least 64 MiB", s.MemoryMiB))
+	}
+	switch s.Accel {
+	case "auto", "kvm", "tcg":
+	default:
+		errs = append(errs, fmt.Errorf("accel %q: want auto, kvm or tcg", s.Accel))
+	}
+	if s.Initrd != "" && s.Kernel == "" || s.Append != "" && s.Kernel == "" {
+		errs = append(errs, errors.New("initrd or append given without a kernel"))
+	}
+	for i, d := range s.Disks {
+		if d.Path == "" {
+			errs = append(errs, fmt.Errorf("disk %d: no path", i))
+		}
+		if d.Format == "" {
+			errs = append(errs, fmt.Errorf("disk %d (%s): no format", i, d.Path))
+		}
+		switch d.Interface {
+		case "virtio", "scsi", "sata", "nvme":
+		default:
+			errs = append(errs, fmt.Errorf("disk %d (%s): interface %q: want virtio, scsi, sata or nvme", i, d.Path, d.Interface))
+		}
+		if d.CDROM && (d.Interface == "virtio" || d.Interface == "nvme") {
+			errs = append(errs, fmt.Errorf("disk %d (%s): a CD-ROM needs the sata or scsi interface", i, d.Path))
+		}
+		switch d.DetectZeroes {
+		case "", "on", "off":
+		case "unmap":
+			if !d.Discard {
+				errs = append(errs, fmt.Errorf("disk %d (%s): detect-zeroes=unmap needs discard", i, d.Path))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("disk %d (%s): detect-zeroes %q: want on, off or unmap", i, d.Path, d.DetectZeroes))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("machine spec: %w", err)
+	}
+	return nil
+}

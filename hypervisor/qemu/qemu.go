@@ -1,0 +1,276 @@
+// Package qemu runs build machines as QEMU child processes and controls them over QMP (go-qemu).
+//
+// Why a child process and not libvirt by default: a build machine lives for minutes, belongs to
+// one ingot process and must die with it; a child in its own process group with a parent-death
+// signal gives exactly that with nothing to install or configure. The libvirt driver exists for
+// hosts that are managed through libvirt.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ingot-build/ingot/firmware"
+	"github.com/ingot-build/ingot/hypervisor"
+)
+
+// Driver starts QEMU machines.
+type Driver struct {
+	logger          *slog.Logger
+	finder          *firmware.Finder
+	shutdownTimeout time.Duration
+	keyInterval     time.Duration
+
+	accelOnce sync.Once // the KVM probe runs once per Driver, not per machine
+	autoAccel Accel
+
+	binMu sync.Mutex // qemu-system-* lookups (an exec each) are done once per Driver
+	bins  map[string]Binary
+}
+
+// Option configures a Driver.
+type Option func(*Driver)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(d *Driver) { d.logger = l } }
+
+// WithFirmwareFinder sets where firmware descriptors are looked up.
+func WithFirmwareFinder(f *firmware.Finder) Option { return func(d *Driver) { d.finder = f } }
+
+// WithShutdownTimeout bounds how long Shutdown waits for the guest to power off after the ACPI
+// power button before it quits QEMU (default 2 minutes; a context deadline also bounds it).
+func WithShutdownTimeout(t time.Duration) Option { return func(d *Driver) { d.shutdownTimeout = t } }
+
+// WithKeyInterval sets the pause between typed keys (default 100 ms, as Packer's).
+func WithKeyInterval(t time.Duration) Option { return func(d *Driver) { d.keyInterval = t } }
+
+// New returns a QEMU driver.
+func New(opts ...Option) *Driver {
+	d := &Driver{
+		logger:          slog.New(slog.DiscardHandler),
+		finder:          firmware.NewFinder(),
+		shutdownTimeout: 2 * time.Minute,
+		keyInterval:     100 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+var _ hypervisor.Driver = (*Driver)(nil)
+
+// Start starts a machine and returns once QMP is up and the SSH forward's port is known. The
+// machine then boots on its own; the caller waits for SSH.
+func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	m, err := d.start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, error) {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(spec.WorkDir); err != nil {
+		return nil, fmt.Errorf("start machine: work dir: %w", err)
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("start machine: work dir %s is %v; it must be private (0700): it holds the monitor socket and firmware state", spec.WorkDir, fi.Mode().Perm())
+	}
+	bin, err := d.binary(ctx, spec.Arch)
+	if err != nil {
+		return nil, err
+	}
+	accel := d.accel(ctx, bin.Path, spec.Accel)
+
+	fw, err := d.finder.Select(spec.Firmware, spec.Arch, spec.Machine)
+	if err != nil {
+		return nil, fmt.Errorf("start machine: %w", err)
+	}
+	vars, err := firmware.PrepareVars(ctx, fw, spec.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("start machine: %w", err)
+	}
+	fwArgs, err := fw.Args(vars)
+	if err != nil {
+		return nil, fmt.Errorf("start machine: %w", err)
+	}
+
+	qmpPath, err := socketPath(spec.WorkDir, "qmp.sock")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: qmpPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("start machine: QMP socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+	lnFile, err := ln.File()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start machine: QMP socket: %w", err)
+	}
+	l := launch{spec: spec, accel: accel, firmware: fwArgs, machineOpt: fw.MachineOptions(), qmpFD: 3}
+	argv := l.argv()
+
+	cmd := exec.Command(bin.Path, argv...)
+	cmd.ExtraFiles = []*os.File{lnFile} // fd 3
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		ln.Close()
+		lnFile.Close()
+		return nil, fmt.Errorf("start machine: %w", err)
+	}
+	m := &Machine{
+		driver:   d,
+		spec:     spec,
+		argv:     append([]string{bin.Path}, argv...),
+		accel:    accel,
+		firmware: fw,
+		done:     make(chan struct{}),
+		procDone: make(chan struct{}),
+		stderr:   &tailBuffer{max: 8 << 10},
+		log:      d.logger.With("machine", spec.Name),
+	}
+	cmd.Stderr = m.stderr
+	m.console, err = newConsole(filepath.Join(spec.WorkDir, "console.log"), stdout, m.onConsolePanic)
+	if err != nil {
+		ln.Close()
+		lnFile.Close()
+		return nil, fmt.Errorf("start machine: console log: %w", err)
+	}
+	started := time.Now()
+	exited, err := startOwned(cmd)
+	lnFile.Close() // QEMU has its copy
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start %s: %w", bin.Path, err)
+	}
+	m.cmd = cmd
+	m.log.Debug("qemu started", "pid", cmd.Process.Pid, "argv", m.CommandLine())
+	go m.reap(exited, ln)
+
+	if err := m.connect(ctx, qmpPath); err != nil {
+		_ = m.Kill()
+		return nil, err
+	}
+	m.log.Debug("qmp ready", "after", time.Since(started))
+	return m, nil
+}
+
+func (d *Driver) binary(ctx context.Context, arch string) (Binary, error) {
+	d.binMu.Lock()
+	defer d.binMu.Unlock()
+	if b, ok := d.bins[arch]; ok {
+		return b, nil
+	}
+	b, err := FindBinary(ctx, arch)
+	if err != nil {
+		return Binary{}, err
+	}
+	if d.bins == nil {
+		d.bins = map[string]Binary{}
+	}
+	d.bins[arch] = b
+	return b, nil
+}
+
+// accel resolves the accelerator, probing KVM once per driver and warning once on fallback.
+func (d *Driver) accel(ctx context.Context, bin, want string) Accel {
+	if want != AccelAuto {
+		return ChooseAccel(ctx, bin, want)
+	}
+	d.accelOnce.Do(func() {
+		d.autoAccel = ChooseAccel(ctx, bin, want)
+		if d.autoAccel.Fallback {
+			d.logger.Warn(d.autoAccel.Reason)
+		}
+	})
+	return d.autoAccel
+}
+
+// socketPath keeps a unix socket path under the 108-byte sun_path limit: a deep work dir gets a
+// short private directory of its own for the socket.
+func socketPath(workDir, name string) (string, error) {
+	p := filepath.Join(workDir, name)
+	if len(p) < 100 {
+		return p, nil
+	}
+	dir, err := os.MkdirTemp("", "ingot-")
+	if err != nil {
+		return "", fmt.Errorf("socket directory: %w", err)
+	}
+	return filepath.Join(dir, name), nil
+}
+
+var usernetForward = regexp.MustCompile(`TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+(\d+)`)
+
+// connect waits for QMP (no polling: the socket exists before QEMU starts) and reads back the
+// port the kernel gave the SSH forward.
+func (m *Machine) connect(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	mon, err := dialQMP(ctx, path, m.procDone, m.onEvent)
+	if err != nil {
+		return m.startError(err)
+	}
+	m.qmp = mon
+	out, err := mon.hmp(ctx, "info usernet")
+	if err != nil {
+		return m.startError(fmt.Errorf("read the SSH forward: %w", err))
+	}
+	for _, match := range usernetForward.FindAllStringSubmatch(out, -1) {
+		if match[2] == strconv.Itoa(m.spec.GuestSSHPort) {
+			m.sshAddr = net.JoinHostPort("127.0.0.1", match[1])
+		}
+	}
+	if m.sshAddr == "" {
+		return m.startError(fmt.Errorf("read the SSH forward: no forward to port %d in %q", m.spec.GuestSSHPort, out))
+	}
+	return nil
+}
+
+func (m *Machine) startError(err error) error {
+	select {
+	case <-m.procDone:
+		return fmt.Errorf("start machine: %w: QEMU exited (%v): %s\ncommand: %s", err, m.procErr, bytes.TrimSpace(m.stderr.Bytes()), m.CommandLine())
+	default:
+		return fmt.Errorf("start machine: %w\ncommand: %s", err, m.CommandLine())
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) Bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.buf)
+}

@@ -1,0 +1,325 @@
+package qemu_test
+
+// End-to-end tests against real QEMU (TCG here) and the test cloud image. Boots are the expensive
+// part, so each booted guest proves more than one thing.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ingot-build/ingot/firmware"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/internal/execx"
+	"github.com/ingot-build/ingot/internal/testguest"
+)
+
+func workDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// start starts a machine and makes sure it is gone when the test ends; on failure the test log
+// gets the command line and the console tail.
+func start(t *testing.T, d *qemu.Driver, spec hypervisor.Spec) *qemu.Machine {
+	t.Helper()
+	m, err := d.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	qm := m.(*qemu.Machine)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("command: %s\nconsole tail:\n%s", qm.CommandLine(), qm.ConsoleTail(30))
+		}
+		if err := qm.Kill(); err != nil {
+			t.Errorf("kill: %v", err)
+		}
+	})
+	return qm
+}
+
+func cloudSpec(t *testing.T, fw firmware.Kind, name string) (hypervisor.Spec, testguest.Access) {
+	img := testguest.CloudImage(t)
+	dir := workDir(t)
+	disk := filepath.Join(dir, "disk.qcow2")
+	if err := execx.Run(context.Background(), "qemu-img", "create", "-q", "-f", "qcow2", "-b", img.Image, "-F", "qcow2", disk, "4G"); err != nil {
+		t.Fatal(err)
+	}
+	access := testguest.NewSeed(t, dir, name, nil)
+	return hypervisor.Spec{
+		Name: name, WorkDir: dir, Firmware: fw, MemoryMiB: 1024,
+		Disks: []hypervisor.Disk{
+			{Path: disk, Format: "qcow2", Discard: true, DetectZeroes: "unmap", BootIndex: 1},
+			{Path: access.Seed, Format: "raw", ReadOnly: true},
+		},
+	}, access
+}
+
+// BIOS guest: boots to SSH, then panics; the panic is an error carrying the console tail.
+func TestBIOSBootToSSHAndPanicReported(t *testing.T) {
+	t.Parallel()
+	d := qemu.New(qemu.WithLogger(testLogger(t)))
+	spec, access := cloudSpec(t, firmware.BIOS, "bios")
+	m := start(t, d, spec)
+	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
+	out, err := testguest.Run(c, "test -d /sys/firmware/efi && echo uefi || echo bios; cloud-init status --wait")
+	if err != nil || !strings.Contains(out, "bios") || !strings.Contains(out, "status: done") {
+		t.Fatalf("guest: %v: %s", err, out)
+	}
+	// The session never returns: the guest dies under it. Start it and do not wait.
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("sudo -n sh -c 'echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger'"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the guest panicked but the machine did not report it within 2 minutes")
+	}
+	var ge *hypervisor.GuestError
+	if err := m.Err(); !errors.As(err, &ge) {
+		t.Fatalf("Err() = %v, want a *GuestError", err)
+	}
+	if !strings.Contains(ge.Error(), "panic") || !strings.Contains(ge.ConsoleTail, "sysrq") {
+		t.Errorf("the panic error does not say what happened:\n%v", ge)
+	}
+	t.Logf("reported: %v", ge)
+}
+
+// UEFI guest: boots to SSH under OVMF with a qcow2 vars copy, then powers off cleanly through QMP.
+func TestUEFIBootToSSHAndCleanShutdown(t *testing.T) {
+	t.Parallel()
+	d := qemu.New(qemu.WithLogger(testLogger(t)))
+	spec, access := cloudSpec(t, firmware.UEFI, "uefi")
+	m := start(t, d, spec)
+	if m.Firmware().Kind != firmware.UEFI || m.Accel().Name != qemu.AccelTCG {
+		t.Errorf("firmware %+v accel %+v", m.Firmware(), m.Accel())
+	}
+	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
+	out, err := testguest.Run(c, "test -d /sys/firmware/efi && echo uefi || echo bios; cloud-init status --wait")
+	if err != nil || !strings.Contains(out, "uefi") {
+		t.Fatalf("guest: %v: %s", err, out)
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := m.Wait(ctx); err != nil {
+		t.Fatalf("after a clean shutdown Wait = %v", err)
+	}
+	if !hasEvent(m.Events(), "SHUTDOWN") {
+		t.Errorf("no SHUTDOWN event among %v", m.Events())
+	}
+}
+
+func hasEvent(events []hypervisor.Event, name string) bool {
+	for _, e := range events {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// A machine that ignores the ACPI power button (here: SeaBIOS with nothing to boot, which has no
+// ACPI event handling) is stopped within the timeout, and Shutdown says it had to force it.
+func TestShutdownForcesAGuestThatIgnoresACPI(t *testing.T) {
+	t.Parallel()
+	d := qemu.New(qemu.WithShutdownTimeout(2 * time.Second))
+	m := start(t, d, hypervisor.Spec{Name: "deaf", WorkDir: workDir(t), MemoryMiB: 64})
+	began := time.Now()
+	err := m.Shutdown(context.Background())
+	if !errors.Is(err, hypervisor.ErrForced) {
+		t.Fatalf("Shutdown = %v, want ErrForced", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("Shutdown took %s with a 2 s timeout", took)
+	}
+	select {
+	case <-m.Done():
+	default:
+		t.Fatal("the machine still runs after Shutdown")
+	}
+	if alive(m.PID()) {
+		t.Errorf("QEMU pid %d still alive", m.PID())
+	}
+	t.Logf("Shutdown: %v", err)
+}
+
+// Eight machines started at once get eight different SSH ports, each really listening.
+func TestEightMachinesNeverShareAPort(t *testing.T) {
+	t.Parallel()
+	d := qemu.New()
+	var wg sync.WaitGroup
+	addrs := make([]string, 8)
+	errs := make([]error, 8)
+	for i := range addrs {
+		wg.Go(func() {
+			m, err := d.Start(context.Background(), hypervisor.Spec{Name: fmt.Sprint("m", i), WorkDir: workDir(t), MemoryMiB: 64})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			t.Cleanup(func() { _ = m.Kill() })
+			addrs[i] = m.SSHAddr()
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, a := range addrs {
+		if errs[i] != nil {
+			t.Fatalf("machine %d: %v", i, errs[i])
+		}
+		if seen[a] {
+			t.Errorf("port %s handed out twice: %v", a, addrs)
+		}
+		seen[a] = true
+		host, _, _ := net.SplitHostPort(a)
+		if host != "127.0.0.1" {
+			t.Errorf("forward bound to %s, want loopback", a)
+		}
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			t.Errorf("machine %d: nothing listens on %s: %v", i, a, err)
+			continue
+		}
+		c.Close()
+	}
+}
+
+// QEMU dies with the process that started it, even when that process is SIGKILLed.
+func TestNoOrphanWhenIngotIsKilled(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "INGOT_TEST_ORPHAN_CHILD="+workDir(t))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := 0
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "QEMU-PID "); ok {
+			pid, _ = strconv.Atoi(v)
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if pid == 0 {
+		t.Fatal("the child did not start a machine")
+	}
+	if !alive(pid) {
+		t.Fatalf("QEMU %d is not running before the kill", pid)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("QEMU %d outlived the SIGKILLed process that started it", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMain doubles as the child half of TestNoOrphanWhenIngotIsKilled: a process that starts a
+// machine, says QEMU's pid, and waits to be killed.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("INGOT_TEST_ORPHAN_CHILD"); dir != "" {
+		mach, err := qemu.New().Start(context.Background(), hypervisor.Spec{Name: "orphan", WorkDir: dir, MemoryMiB: 64})
+		if err != nil {
+			fmt.Println("start:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("QEMU-PID %d\n", mach.(*qemu.Machine).PID())
+		select {} // killed by the parent test
+	}
+	os.Exit(m.Run())
+}
+
+// alive reports whether pid runs (a zombie does not count: it is dead, only not yet reaped).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// Keys typed over QMP reach the guest: GRUB's command line on the installer ISO echoes them.
+func TestSendKeysReachesTheGuest(t *testing.T) {
+	t.Parallel()
+	iso := testguest.InstallerISO(t)
+	d := qemu.New(qemu.WithKeyInterval(50 * time.Millisecond))
+	m := start(t, d, hypervisor.Spec{Name: "keys", WorkDir: workDir(t), MemoryMiB: 256,
+		Disks: []hypervisor.Disk{{Path: iso.ISO, CDROM: true, BootIndex: 1}}})
+	waitConsole(t, m, "Install Debian 12", 2*time.Minute)
+	// "c" opens GRUB's command line; what is typed there is echoed on the serial console.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.SendKeys(ctx, "c<wait>echo Typed-By_Ingot:42<enter>"); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, m, "Typed-By_Ingot:42", 30*time.Second)
+}
+
+func waitConsole(t *testing.T, m *qemu.Machine, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(m.ConsolePath()); strings.Contains(string(b), want) {
+			return
+		}
+		select {
+		case <-m.Done():
+			t.Fatalf("machine ended (%v) before the console showed %q", m.Err(), want)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	b, _ := os.ReadFile(m.ConsolePath())
+	t.Fatalf("console did not show %q within %s:\n%q", want, timeout, b[:min(len(b), 3000)])
+}
