@@ -18,7 +18,8 @@ demo: deps build guests
 	$(BIN) version
 
 test: deps deps-test guests vet
-	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+	# -p 1: packages one at a time, so at most two TCG guests (t.Parallel, 2 cores) boot at once.
+	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 
 build:
 	@command -v $(GO) >/dev/null || { echo "make: Go is missing; install Go 1.21 or newer (it fetches the 1.26 toolchain itself)" >&2; exit 1; }
