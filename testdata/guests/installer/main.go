@@ -45,8 +45,8 @@ var wantModules = []string{
 }
 
 type autoinstall struct {
-	Version  int            `yaml:"version"`
-	Shutdown string         `yaml:"shutdown"`
+	Version  int    `yaml:"version"`
+	Shutdown string `yaml:"shutdown"`
 	Identity struct {
 		Hostname string `yaml:"hostname"`
 	} `yaml:"identity"`
@@ -447,7 +447,7 @@ func configureTarget(disk string, cfg *autoinstall) error {
 		return err
 	}
 	files := map[string][]byte{
-		"etc/cloud/cloud.cfg.d/99-installer.cfg": b,
+		"etc/cloud/cloud.cfg.d/99-installer.cfg":  b,
 		"var/log/installer/autoinstall-user-data": userData,
 	}
 	if cfg.Identity.Hostname != "" {
