@@ -66,6 +66,9 @@ func TestConsoleTailAndPanic(t *testing.T) {
 	if !c.add("[ 9.1] Kernel panic - not syncing: sysrq triggered crash\n") {
 		t.Error("panic line not detected")
 	}
+	if got := c.panicMessage(); got != "Kernel panic - not syncing: sysrq triggered crash" {
+		t.Errorf("panic message = %q", got)
+	}
 	for i := range 500 {
 		c.add(strings.Repeat("x", i%7) + "\n")
 	}

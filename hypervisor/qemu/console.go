@@ -20,6 +20,7 @@ type console struct {
 	mu      sync.Mutex
 	lines   []string // ring of complete lines, oldest first
 	partial string   // the line being written (a prompt has no newline yet)
+	panic   string   // the kernel's panic line, once seen: it names the cause, which the tail of a long backtrace no longer shows
 }
 
 // panicLine is how a Linux kernel says it panicked; the console watcher catches a panic even when
@@ -70,12 +71,24 @@ func (c *console) add(s string) bool {
 	for _, p := range parts[:len(parts)-1] {
 		line := clean(p)
 		c.lines = append(c.lines, line)
-		panicked = panicked || panicLine.MatchString(line)
+		if panicLine.MatchString(line) {
+			panicked = true
+			if c.panic == "" {
+				c.panic = strings.TrimSpace(line[panicLine.FindStringIndex(line)[0]:])
+			}
+		}
 	}
 	if len(c.lines) > tailLines {
 		c.lines = c.lines[len(c.lines)-tailLines:]
 	}
 	return panicked
+}
+
+// panicMessage is the kernel's "Kernel panic - not syncing: …" line, if one was seen.
+func (c *console) panicMessage() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.panic
 }
 
 func (c *console) tail(n int) string {

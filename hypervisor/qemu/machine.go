@@ -93,6 +93,9 @@ func (m *Machine) finish(err error) {
 }
 
 func (m *Machine) guestError(reason string) *hypervisor.GuestError {
+	if p := m.console.panicMessage(); p != "" {
+		reason += ": " + p
+	}
 	return &hypervisor.GuestError{Reason: reason, ConsoleTail: m.console.tail(consoleTailLines)}
 }
 
