@@ -1,0 +1,177 @@
+package communicator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Cmd is one remote command.
+type Cmd struct {
+	Command string            // shell command line, run by the remote user's shell (sh -c semantics)
+	Env     map[string]string // exported before Command (sorted, shell-quoted: sshd refuses setenv)
+	Sudo    bool              // run as root: sudo -n (build user has NOPASSWD sudo)
+	Stdout  io.Writer         // may be nil
+	Stderr  io.Writer         // may be nil
+}
+
+// ExitError is a remote command that ended with a non-zero status or was killed by a signal.
+// Run wraps it; use errors.As.
+type ExitError struct {
+	Status int
+	Signal string // "TERM", "KILL", … (without "SIG"); empty when the command exited
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return "killed by signal " + e.Signal
+	}
+	return fmt.Sprintf("exit status %d", e.Status)
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// script builds the remote command line. Env is exported inside the shell rather than sent as
+// "env" requests because sshd refuses them unless AcceptEnv lists the name. With Sudo the whole
+// script (exports included) runs under `sudo -n sh -c`, so Env reaches the command whatever
+// sudoers says about preserving the environment (no -E, which a restrictive policy rejects), and
+// -n makes a missing NOPASSWD rule fail at once instead of hanging on a password prompt.
+func (cmd Cmd) script() (string, error) {
+	var b strings.Builder
+	keys := make([]string, 0, len(cmd.Env))
+	for k := range cmd.Env {
+		if !envName.MatchString(k) {
+			return "", fmt.Errorf("environment variable name %q is not a valid shell name", k)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(cmd.Env[k]))
+	}
+	b.WriteString(cmd.Command)
+	s := b.String()
+	if cmd.Sudo {
+		s = "sudo -n sh -c " + shellQuote(s)
+	}
+	return s, nil
+}
+
+// describe names a command in errors: its first line, shortened. Env values are never included
+// (they may hold secrets).
+func (cmd Cmd) describe() string {
+	s, _, _ := strings.Cut(strings.TrimSpace(cmd.Command), "\n")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	if cmd.Sudo {
+		s = "sudo " + s
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// Run runs cmd and waits for it. A non-zero exit or a signal is an *ExitError (wrapped). When ctx
+// ends the remote command is sent SIGTERM and the session is closed (x/crypto/ssh has no
+// contexts of its own).
+func (c *Client) Run(ctx context.Context, cmd Cmd) error {
+	script, err := cmd.script()
+	if err != nil {
+		return fmt.Errorf("running %s: %w", cmd.describe(), err)
+	}
+	conn, err := c.current()
+	if err != nil {
+		return fmt.Errorf("running %s: %w", cmd.describe(), err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("running %s: %w", cmd.describe(), context.Cause(ctx))
+	}
+	sess, err := conn.NewSession()
+	if err != nil {
+		return fmt.Errorf("running %s: opening session: %w", cmd.describe(), err)
+	}
+	defer sess.Close()
+	sess.Stdout = cmd.Stdout
+	sess.Stderr = cmd.Stderr
+	// A nil reader would leave stdin open; commands that read it (apt's prompts) must see EOF.
+	sess.Stdin = strings.NewReader("")
+
+	stop := context.AfterFunc(ctx, func() {
+		// Signals need OpenSSH >= 7.9 in the guest; closing the session covers older ones
+		// (the command then dies of SIGPIPE/SIGHUP when it next writes).
+		_ = sess.Signal(ssh.SIGTERM)
+		_ = sess.Close()
+	})
+	defer stop()
+
+	err = sess.Run(script)
+	if ctx.Err() != nil {
+		return fmt.Errorf("running %s: %w", cmd.describe(), context.Cause(ctx))
+	}
+	if err == nil {
+		return nil
+	}
+	var ee *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case errors.As(err, &ee):
+		return fmt.Errorf("running %s: %w", cmd.describe(), &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal()})
+	case errors.As(err, &missing):
+		return fmt.Errorf("running %s: the connection ended before the command reported its exit status (did the guest reboot or die?): %w", cmd.describe(), err)
+	default:
+		return fmt.Errorf("running %s: %w", cmd.describe(), err)
+	}
+}
+
+// stderrTail is how much stderr Output keeps for its error message.
+const stderrTail = 2 << 10
+
+// Output runs cmd and returns its stdout. On failure the error carries the tail of stderr, which
+// is where the reason usually is. cmd.Stdout is ignored; cmd.Stderr, if set, still gets all of it.
+func (c *Client) Output(ctx context.Context, cmd Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	tail := &tailBuffer{max: stderrTail}
+	cmd.Stdout = &out
+	if cmd.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(cmd.Stderr, tail)
+	} else {
+		cmd.Stderr = tail
+	}
+	if err := c.Run(ctx, cmd); err != nil {
+		if t := strings.TrimSpace(tail.String()); t != "" {
+			return out.Bytes(), fmt.Errorf("%w; stderr: %s", err, t)
+		}
+		return out.Bytes(), err
+	}
+	return out.Bytes(), nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
