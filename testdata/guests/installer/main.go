@@ -9,8 +9,8 @@
 //     with an `autoinstall:` section, version 1);
 //  3. writes the Debian system shipped on the ISO (/install/disk.raw.zst: the test cloud image, with
 //     GRUB for BIOS and UEFI already in place) onto the largest empty disk;
-//  4. hands `autoinstall.user-data` to the installed system's cloud-init the way subiquity does
-//     (/etc/cloud/cloud.cfg.d/99-installer.cfg, datasource None), sets the hostname;
+//  4. hands `autoinstall.user-data` to the installed system's cloud-init as a NoCloud seed on its
+//     disk (/var/lib/cloud/seed/nocloud), sets the hostname;
 //  5. reboots, or powers off with `shutdown: poweroff`. Under QEMU's -no-reboot either ends QEMU.
 //
 // On any error it prints "INSTALL FAILED: …" and waits, as a real installer's error screen does.
@@ -19,6 +19,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -431,23 +432,14 @@ func configureTarget(disk string, cfg *autoinstall) error {
 	if err != nil {
 		return err
 	}
-	// As subiquity does: the installed system's cloud-init gets the user-data from the
-	// autoinstall config through the None datasource, not from the seed.
-	installer := map[string]any{
-		"datasource_list": []string{"None"},
-		"datasource": map[string]any{
-			"None": map[string]any{
-				"userdata_raw": "#cloud-config\n" + string(userData),
-				"metadata":     map[string]any{"instance-id": "ingot-test-installer"},
-			},
-		},
-	}
-	b, err := yaml.Marshal(installer)
-	if err != nil {
-		return err
-	}
+	// The installed system's cloud-init gets the autoinstall section's user-data as a NoCloud
+	// seed on its own disk (/var/lib/cloud/seed/nocloud), which ds-identify recognises; subiquity
+	// uses the None datasource instead, which Debian's ds-identify treats as "no datasource" and
+	// disables cloud-init (so no host keys, no user).
+	meta := fmt.Sprintf("instance-id: ingot-test-installer\nlocal-hostname: %s\n", cmp.Or(cfg.Identity.Hostname, "debian"))
 	files := map[string][]byte{
-		"etc/cloud/cloud.cfg.d/99-installer.cfg":  b,
+		"var/lib/cloud/seed/nocloud/user-data":    append([]byte("#cloud-config\n"), userData...),
+		"var/lib/cloud/seed/nocloud/meta-data":    []byte(meta),
 		"var/log/installer/autoinstall-user-data": userData,
 	}
 	if cfg.Identity.Hostname != "" {
