@@ -14,8 +14,14 @@ APT_GUESTS := debootstrap mtools dosfstools gdisk fdisk e2fsprogs grub-pc-bin gr
 APT_TEST := openssh-client cloud-init
 
 .PHONY: demo test build deps deps-test guests vet clean
-demo: deps build guests
+# The demo bakes the test cloud image (built here from Debian packages: no network image needed)
+# with the built-in "demo" recipe into ./out/demo.
+demo: deps build
 	$(BIN) version
+	img=$$(bash testdata/guests/ensure.sh cloud) && \
+	$(BIN) build --out out \
+		--var image_url=file://$$img/debian-12-cloud.qcow2 \
+		--var image_sha256=$$(cut -d' ' -f1 $$img/debian-12-cloud.qcow2.sha256) demo
 
 test: deps deps-test guests vet
 	# -p 1: packages one at a time, so at most two TCG guests (t.Parallel, 2 cores) boot at once.

@@ -5,9 +5,13 @@ package disk
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/ingot-build/ingot/internal/execx"
 )
@@ -35,4 +39,79 @@ func FindQemuImg(ctx context.Context) (QemuImg, error) {
 		return QemuImg{}, fmt.Errorf("ask qemu-img for its version: unexpected output %q", out)
 	}
 	return QemuImg{Path: path, Version: string(m[1])}, nil
+}
+
+// ImageInfo is the part of `qemu-img info --output=json` ingot uses.
+type ImageInfo struct {
+	Filename    string `json:"filename"`
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	ActualSize  int64  `json:"actual-size"`
+	BackingFile string `json:"backing-filename"`
+}
+
+// Info asks qemu-img what an image is. Format probing is safe here: ingot only probes files it
+// verified by sha256 or made itself.
+func Info(ctx context.Context, path string) (ImageInfo, error) {
+	out, err := execx.Output(ctx, "qemu-img", "info", "--output=json", path)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("inspect %s: %w", path, err)
+	}
+	var info ImageInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		return ImageInfo{}, fmt.Errorf("inspect %s: decode qemu-img info: %w", path, err)
+	}
+	return info, nil
+}
+
+// Create makes a blank image.
+func Create(ctx context.Context, path, format string, size int64) error {
+	if err := execx.Run(ctx, "qemu-img", "create", "-q", "-f", format, path, strconv.FormatInt(size, 10)); err != nil {
+		return fmt.Errorf("create %s disk %s: %w", format, path, err)
+	}
+	return nil
+}
+
+// CreateOverlay makes a qcow2 overlay on a read-only base (the cached source image, never
+// modified), grown to size.
+func CreateOverlay(ctx context.Context, path, base, baseFormat string, size int64) error {
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return err
+	}
+	if err := execx.Run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", baseFormat, path, strconv.FormatInt(size, 10)); err != nil {
+		return fmt.Errorf("create the build disk on %s: %w", base, err)
+	}
+	return nil
+}
+
+// Check runs qemu-img check on a format that has one (qcow2, vmdk, vhdx…).
+func Check(ctx context.Context, path, format string) error {
+	if err := execx.Run(ctx, "qemu-img", "check", "-q", "-f", format, path); err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	return nil
+}
+
+// ConvertOptions are one qemu-img convert.
+type ConvertOptions struct {
+	Format   string   // output format
+	Compress bool     // -c (qcow2: zlib unless Options says otherwise)
+	Options  []string // -o key=value
+}
+
+// Convert writes in (any format qemu-img reads, backing chain flattened) to out.
+func Convert(ctx context.Context, in, out string, o ConvertOptions) error {
+	args := []string{"convert", "-O", o.Format}
+	if o.Compress {
+		args = append(args, "-c")
+	}
+	if len(o.Options) > 0 {
+		args = append(args, "-o", strings.Join(o.Options, ","))
+	}
+	args = append(args, in, out)
+	if err := execx.Run(ctx, "qemu-img", args...); err != nil {
+		return fmt.Errorf("convert %s to %s: %w", in, o.Format, err)
+	}
+	return nil
 }

@@ -21,6 +21,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		HideVersion: true,
 		Commands: []*cli.Command{
+			buildCommand(),
+			validateCommand(),
+			recipesCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -38,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	err := newApp(stdout, stderr).RunContext(ctx, args)
 	code := exitCode(ctx, err)
-	if err != nil && !errors.Is(err, errReported) {
+	if err != nil && !errors.Is(err, errReported) && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "ingot: %v\n", err)
 	}
 	return code

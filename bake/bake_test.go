@@ -1,0 +1,184 @@
+package bake_test
+
+// End-to-end builds against real QEMU (TCG), the test cloud image and the test installer ISO.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/internal/execx"
+	"github.com/ingot-build/ingot/internal/testguest"
+	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/source"
+)
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func build(t *testing.T, recipeYAML string, files map[string]string) (*bake.Result, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "recipe.yaml")
+	if err := os.WriteFile(path, []byte(recipeYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := recipes.Load(path, nil, nil)
+	if err != nil {
+		t.Fatalf("load recipe: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
+	fetcher, err := source.New(filepath.Join(dir, "cache"), source.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	res, err := bake.Build(ctx, bake.Options{
+		Recipe: r, OutDir: out, WorkRoot: filepath.Join(dir, "work"), Logger: log,
+		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher,
+	})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "work")); len(entries) != 0 {
+		t.Errorf("the work root still holds %v after a successful build", entries)
+	}
+	return res, dir
+}
+
+// A build from the test cloud image with every provisioner kind; the output then boots again and
+// shows the provisioning, without the build user.
+func TestBuildFromCloudImage(t *testing.T) {
+	t.Parallel()
+	img := testguest.CloudImage(t)
+	recipe := fmt.Sprintf(`name: e2e-cloud
+source:
+  disk: { url: "file://%s", sha256: %s }
+machine: { cpus: 2, memory: 1GiB, disk: 4GiB, firmware: bios }
+cloud_init:
+  user_data: { write_files: [ { path: /etc/from-cloud-init, content: "seeded\n" } ] }
+provision:
+  - shell: echo "hello from $GREETING" > /etc/from-shell
+  - shell: { script: scripts/check.sh, env: { GREETING: "it's \"quoted\" $HOME" } }
+  - file: { src: files/app.conf, dst: /etc/app.conf, mode: "0640", owner: root:root }
+  - reboot: {}
+  - wait_cloud_init: {}
+  - shell: { inline: "cat /etc/app.conf /etc/from-cloud-init > /tmp/report", sudo: true }
+  - file: { src: /tmp/report, dst: report.txt, direction: download }
+outputs:
+  - { format: qcow2, compress: zstd }
+`, img.Image, img.SHA256)
+	res, dir := build(t, recipe, map[string]string{
+		"scripts/check.sh": "#!/bin/sh\nset -e\necho \"script sees: $GREETING\"\ntest \"$(id -u)\" = 0\necho \"$GREETING\" > /etc/from-script\n",
+		"files/app.conf":   "answer = 42\n",
+	})
+	out := res.Dir
+	b, err := os.ReadFile(filepath.Join(out, "report.txt"))
+	if err != nil || string(b) != "answer = 42\nseeded\n" {
+		t.Errorf("downloaded report = %q, %v", b, err)
+	}
+	var m bake.Manifest
+	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if len(m.Outputs) != 1 || m.Outputs[0].File != "e2e-cloud.qcow2" || len(m.Packages) < 100 || len(m.Steps) < 8 {
+		t.Errorf("manifest: outputs %+v, %d packages, steps %+v", m.Outputs, len(m.Packages), m.Steps)
+	}
+	sums, _ := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if !strings.Contains(string(sums), m.Outputs[0].SHA256+"  e2e-cloud.qcow2") {
+		t.Errorf("SHA256SUMS = %q", sums)
+	}
+	check := exec.Command("sha256sum", "-c", "--quiet", "SHA256SUMS")
+	check.Dir = out
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v %s", err, b)
+	}
+
+	// Boot the image ingot made, as a user would, and look inside.
+	wd := filepath.Join(dir, "boot")
+	if err := os.Mkdir(wd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	access := testguest.NewSeed(t, wd, "check", nil)
+	m2, err := qemu.New().Start(context.Background(), hypervisor.Spec{Name: "check", WorkDir: wd, MemoryMiB: 1024,
+		Disks: []hypervisor.Disk{{Path: filepath.Join(out, "e2e-cloud.qcow2"), Format: "qcow2"}, {Path: access.Seed, Format: "raw", ReadOnly: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Kill()
+	c := access.Dial(t, m2.SSHAddr(), m2.Done(), 5*time.Minute)
+	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c")
+	if err != nil {
+		t.Fatalf("check the image: %v\n%s", err, got)
+	}
+	for _, want := range []string{"hello from \n", "it's \"quoted\" $HOME\n", "answer = 42\n", "640:root\n", "no such user", "tester\n", "33\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the built image shows %q, want it to contain %q", got, want)
+		}
+	}
+	if strings.Contains(got, "ingot\n") && !strings.Contains(got, "'ingot': no such user") {
+		t.Errorf("the build user is still in the image: %q", got)
+	}
+}
+
+// A build from the test installer ISO: kernel and initrd taken from the ISO, "autoinstall" added,
+// the installer's power-off awaited, the installed system booted and provisioned.
+func TestBuildFromInstallerISO(t *testing.T) {
+	t.Parallel()
+	iso := testguest.InstallerISO(t)
+	recipe := fmt.Sprintf(`name: e2e-iso
+source:
+  iso:
+    url: "file://%s"
+    sha256: %s
+    kernel: /casper/vmlinuz
+    initrd: /casper/initrd
+    append: "console=ttyS0,115200n8 autoinstall"
+    install_timeout: 10m
+machine: { cpus: 2, memory: 1GiB, disk: 4GiB, firmware: bios }
+cloud_init:
+  user_data:
+    autoinstall:
+      version: 1
+      shutdown: poweroff
+      identity: { hostname: from-iso }
+provision:
+  - shell: hostname > /etc/installed-by-ingot
+outputs:
+  - { format: qcow2 }
+`, iso.ISO, iso.SHA256)
+	res, _ := build(t, recipe, nil)
+	if _, err := os.Stat(filepath.Join(res.Dir, "e2e-iso.qcow2")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := execx.Output(context.Background(), "qemu-img", "info", filepath.Join(res.Dir, "e2e-iso.qcow2"))
+	if err != nil || strings.Contains(string(info), "backing file") {
+		t.Errorf("the output must stand alone: %v %s", err, info)
+	}
+}

@@ -1,0 +1,295 @@
+package bake
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ingot-build/ingot/cloudinit"
+	"github.com/ingot-build/ingot/communicator"
+	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/firmware"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/source"
+)
+
+// build is one build's state, passed from step to step. Each field is set by one step.
+type build struct {
+	opts    Options
+	r       *recipes.Recipe
+	log     *slog.Logger
+	id      string
+	outDir  string // OutDir/NAME
+	workDir string
+
+	base      string // fetch: the verified source file
+	baseSum   string
+	iso       string // fetch: the installer ISO (ISO sources)
+	diskPath  string // prepare: the build disk (qcow2)
+	seedPath  string // prepare
+	keys      *communicator.Keys
+	machine   hypervisor.Machine
+	client    *communicator.Client
+	packages  []Package
+	downloads []string // relative paths under workDir/downloads, published with the outputs
+	outputs   []OutputFile
+	manifest  *Manifest
+	timings   []StepTiming
+	started   time.Time
+	failed    bool
+	cleanups  []cleanup
+	fwKind    firmware.Kind
+	accelUsed string
+}
+
+func newBuild(opts Options) (*build, error) {
+	if opts.Recipe == nil || opts.Driver == nil || opts.Sources == nil {
+		return nil, errors.New("bake: Recipe, Driver and Sources are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = "out"
+	}
+	if opts.WorkRoot == "" {
+		root, err := defaultWorkRoot()
+		if err != nil {
+			return nil, err
+		}
+		opts.WorkRoot = root
+	}
+	idb := make([]byte, 4)
+	_, _ = rand.Read(idb)
+	id := opts.Recipe.Name + "-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(idb)
+	fw, err := firmware.ParseKind(opts.Recipe.Machine.Firmware)
+	if err != nil {
+		return nil, err
+	}
+	return &build{
+		opts:    opts,
+		r:       opts.Recipe,
+		log:     opts.Logger.With("build", opts.Recipe.Name),
+		id:      id,
+		outDir:  filepath.Join(opts.OutDir, opts.Recipe.Name),
+		started: time.Now(),
+		fwKind:  fw,
+	}, nil
+}
+
+// fetch makes every remote input a verified file in the content-addressed cache.
+func (b *build) fetch(ctx context.Context) error {
+	src := b.r.Source
+	switch {
+	case src.Disk != nil:
+		p, err := b.opts.Sources.Fetch(ctx, source.Input{URL: src.Disk.URL, SHA256: src.Disk.Pin()})
+		if err != nil {
+			return fmt.Errorf("%s: source.disk: %w", src.Disk.Pos, err)
+		}
+		b.base = p
+		b.baseSum = filepath.Base(p)
+	case src.ISO != nil:
+		p, err := b.opts.Sources.Fetch(ctx, source.Input{URL: src.ISO.URL, SHA256: src.ISO.Pin()})
+		if err != nil {
+			return fmt.Errorf("%s: source.iso: %w", src.ISO.Pos, err)
+		}
+		b.iso = p
+		b.baseSum = filepath.Base(p)
+	default:
+		return fmt.Errorf("%s: source.image: stored images are not supported yet; use source.disk or source.iso", src.Image.Pos)
+	}
+	return nil
+}
+
+// prepare makes the private work dir, the build disk, the keys and the seed.
+func (b *build) prepare(ctx context.Context) error {
+	if err := mkdirPrivate(b.opts.WorkRoot); err != nil {
+		return fmt.Errorf("work root: %w", err)
+	}
+	b.workDir = filepath.Join(b.opts.WorkRoot, b.id)
+	if err := mkdirPrivate(b.workDir); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	b.onCleanup("remove the work dir", func(context.Context) error {
+		if b.failed && b.opts.KeepOnFailure {
+			b.log.Warn("kept the work dir of the failed build", "dir", b.workDir, "boot it by hand", b.manualBoot())
+			return nil
+		}
+		return os.RemoveAll(b.workDir)
+	})
+
+	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")
+	size := b.r.Machine.DiskBytes
+	if b.base != "" {
+		info, err := disk.Info(ctx, b.base)
+		if err != nil {
+			return fmt.Errorf("inspect the source image: %w", err)
+		}
+		if want := b.r.Source.Disk.Format; want != "" && want != info.Format {
+			return fmt.Errorf("%s: source.disk.format says %s but the image is %s", b.r.Source.Disk.Pos, want, info.Format)
+		}
+		if size < info.VirtualSize {
+			size = info.VirtualSize // never shrink the image's own disk
+		}
+		if err := disk.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size); err != nil {
+			return err
+		}
+	} else if err := disk.Create(ctx, b.diskPath, "qcow2", size); err != nil {
+		return err
+	}
+
+	keys, err := communicator.GenerateKeys()
+	if err != nil {
+		return err
+	}
+	b.keys = keys
+	format := cloudinit.FormatISO
+	if b.r.CloudInit.SeedFormat == "vfat" {
+		format = cloudinit.FormatVFAT
+	}
+	seed, err := cloudinit.New(cloudinit.Config{
+		InstanceID:    b.id,
+		Hostname:      b.r.Name,
+		BuildUser:     cloudinit.BuildUser{Name: b.r.SSH.User, AuthorizedKeys: []string{keys.AuthorizedKey}},
+		HostKeys:      []cloudinit.HostKey{{Private: keys.HostPrivatePEM, Public: keys.HostPublic}},
+		UserData:      b.r.CloudInit.UserData,
+		NetworkConfig: b.r.CloudInit.NetworkConfig,
+		Format:        format,
+	})
+	if err != nil {
+		return fmt.Errorf("cloud-init seed: %w", err)
+	}
+	b.seedPath = filepath.Join(b.workDir, "seed.img")
+	return seed.Write(ctx, b.seedPath)
+}
+
+func (b *build) spec(name string) hypervisor.Spec {
+	m := b.r.Machine
+	accel := m.Accel
+	if b.opts.Accel != "" {
+		accel = b.opts.Accel
+	}
+	var extra []string
+	for _, a := range m.QemuArgs {
+		extra = append(extra, a...)
+	}
+	return hypervisor.Spec{
+		Name:      b.r.Name + "-" + name,
+		WorkDir:   b.workDir,
+		CPUs:      m.CPUs,
+		MemoryMiB: m.MemoryMiB,
+		Accel:     accel,
+		Firmware:  b.fwKind,
+		Disks: []hypervisor.Disk{
+			// discard + detect-zeroes: what the guest frees or zeroes becomes holes, so
+			// outputs carry only data.
+			{Path: b.diskPath, Format: "qcow2", Discard: true, DetectZeroes: "unmap", BootIndex: 1},
+			{Path: b.seedPath, Format: "raw", ReadOnly: true},
+		},
+		ExtraArgs: extra,
+	}
+}
+
+// boot starts the build machine from its disk.
+func (b *build) boot(ctx context.Context) error {
+	m, err := b.opts.Driver.Start(ctx, b.spec("build"))
+	if err != nil {
+		return err
+	}
+	b.machine = m
+	b.onCleanup("stop the build machine", func(context.Context) error { return m.Kill() })
+	b.log.Info("machine started", "ssh", m.SSHAddr(), "console", m.ConsolePath())
+	return nil
+}
+
+// connect waits for SSH, failing at once if the guest stops, then waits for cloud-init to finish
+// and fails on its errors: provisioning never starts on a half-configured guest.
+func (b *build) connect(ctx context.Context) error {
+	abort := make(chan error, 1)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		select {
+		case <-b.machine.Done():
+			abort <- b.guestStopped("while waiting for SSH")
+		case <-stopWatch:
+		}
+	}()
+	c, err := communicator.Connect(ctx, communicator.Config{
+		Addr: b.machine.SSHAddr(), User: b.r.SSH.User, Keys: b.keys,
+		Timeout: b.r.SSH.Timeout, Logger: b.log, Abort: abort,
+	})
+	if err != nil {
+		return b.withConsole(fmt.Errorf("wait for SSH as %s at %s: %w", b.r.SSH.User, b.machine.SSHAddr(), err))
+	}
+	b.client = c
+	b.onCleanup("close SSH", func(context.Context) error { c.Close(); return nil })
+	return b.waitCloudInit(ctx)
+}
+
+// guestStopped says why the machine stopped, with its console tail.
+func (b *build) guestStopped(while string) error {
+	if err := b.machine.Err(); err != nil {
+		return fmt.Errorf("%s: %w", while, err)
+	}
+	return &hypervisor.GuestError{Reason: "the guest powered off " + while, ConsoleTail: b.machine.ConsoleTail(25)}
+}
+
+func (b *build) withConsole(err error) error {
+	var ge *hypervisor.GuestError
+	if errors.As(err, &ge) {
+		return err
+	}
+	return fmt.Errorf("%w\nthe serial console (%s) ends with:\n    %s", err, b.machine.ConsolePath(),
+		strings.ReplaceAll(b.machine.ConsoleTail(20), "\n", "\n    "))
+}
+
+func (b *build) waitCloudInit(ctx context.Context) error {
+	var out bytes.Buffer
+	err := b.client.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait --long", Stdout: &out, Stderr: &out})
+	var exit *communicator.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit) && exit.Status == 2:
+		// cloud-init ≥ 23.4 says 2 for "done with recoverable errors" (deprecations): a warning.
+		b.log.Warn("cloud-init finished with recoverable errors", "status", strings.TrimSpace(out.String()))
+		return nil
+	case errors.As(err, &exit):
+		return fmt.Errorf("cloud-init failed in the guest (%v):\n%s", err, strings.TrimSpace(out.String()))
+	default:
+		return fmt.Errorf("wait for cloud-init: %w", err)
+	}
+}
+
+func (b *build) manualBoot() string {
+	return fmt.Sprintf("qemu-system-x86_64 -machine q35 -m %d -smp %d -drive file=%s,if=virtio -drive file=%s,if=virtio,format=raw,readonly=on -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0 -serial stdio -display none",
+		b.r.Machine.MemoryMiB, b.r.Machine.CPUs, filepath.Join(b.workDir, "disk.qcow2"), filepath.Join(b.workDir, "seed.img"))
+}
+
+// shutdown powers the guest off in order; a forced stop is a warning (the image is consistent at
+// the block level, which qemu-img check confirms later) — unless the guest panicked.
+func (b *build) shutdown(ctx context.Context) error {
+	if b.client != nil {
+		b.client.Close()
+	}
+	err := b.machine.Shutdown(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hypervisor.ErrForced):
+		b.log.Warn("the guest did not power off by itself", "err", err)
+		return nil
+	default:
+		return err
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/source"
+)
+
+var varFlag = &cli.StringSliceFlag{Name: "var", Usage: "set a recipe variable: `NAME=VALUE` (repeatable; also INGOT_VAR_NAME)"}
+
+func parseVars(c *cli.Context) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range c.StringSlice("var") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Errorf("--var %q: want NAME=VALUE", kv)}
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
+
+// loadRecipes loads every named recipe (a file, or a catalogue name) and reports all their errors.
+func loadRecipes(c *cli.Context) ([]*recipes.Recipe, error) {
+	if c.NArg() == 0 {
+		return nil, usageError{errors.New("name at least one recipe (a file, or a built-in name: see 'ingot recipes ls')")}
+	}
+	vars, err := parseVars(c)
+	if err != nil {
+		return nil, err
+	}
+	var out []*recipes.Recipe
+	var errs []error
+	for _, arg := range c.Args().Slice() {
+		r, err := recipes.Resolve(arg, vars, os.Environ())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, usageError{err}
+	}
+	return out, nil
+}
+
+func validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check recipes without building anything",
+		ArgsUsage: "RECIPE…",
+		Flags:     []cli.Flag{varFlag},
+		Action: func(c *cli.Context) error {
+			rs, err := loadRecipes(c)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				fmt.Fprintf(c.App.Writer, "%s: ok (%s)\n", r.File, r.Name)
+			}
+			return nil
+		},
+	}
+}
+
+func buildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "bake images from recipes",
+		ArgsUsage: "RECIPE…",
+		Flags: []cli.Flag{
+			varFlag,
+			&cli.StringFlag{Name: "out", Value: "out", Usage: "publish outputs into `DIR`/NAME/"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "build `N` recipes at once"},
+			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
+			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: auto, kvm or tcg"},
+			&cli.StringFlag{Name: "work-dir", Usage: "where private work dirs go (default ~/.cache/ingot/work)"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c.App.ErrWriter, c.String("log-format"), c.Bool("verbose"))
+			if err != nil {
+				return err
+			}
+			rs, err := loadRecipes(c)
+			if err != nil {
+				return err
+			}
+			cacheDir, err := source.DefaultCacheDir()
+			if err != nil {
+				return err
+			}
+			fetcher, err := source.New(cacheDir, source.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			tool := bake.ToolInfo{IngotVersion: version, IngotCommit: commit}
+			if bin, err := qemu.FindBinary(c.Context, "x86_64"); err == nil {
+				tool.QEMUVersion = bin.Version
+			}
+			if img, err := disk.FindQemuImg(c.Context); err == nil {
+				tool.QemuImgVer = img.Version
+			}
+			driver := qemu.New(qemu.WithLogger(log))
+			g, ctx := errgroup.WithContext(c.Context)
+			g.SetLimit(max(1, c.Int("jobs")))
+			failed := make([]error, len(rs))
+			for i, r := range rs {
+				g.Go(func() error {
+					res, err := bake.Build(ctx, bake.Options{
+						Recipe: r, OutDir: c.String("out"), WorkRoot: c.String("work-dir"),
+						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: driver,
+						Sources: fetcher, Accel: c.String("accel"), Tool: tool,
+					})
+					if err != nil {
+						failed[i] = fmt.Errorf("%s: %w", r.Name, err)
+						log.Error("build failed", "build", r.Name, "err", err)
+						return nil // the other builds go on
+					}
+					log.Info("build finished", "build", r.Name, "out", res.Dir)
+					fmt.Fprintln(c.App.Writer, res.Dir)
+					return nil
+				})
+			}
+			_ = g.Wait()
+			if err := errors.Join(failed...); err != nil {
+				if c.Context.Err() != nil {
+					var se *bake.StepError
+					if errors.As(err, &se) {
+						fmt.Fprintf(c.App.ErrWriter, "ingot: interrupted during step %s\n", se.Step)
+					}
+					return context.Canceled
+				}
+				return fmt.Errorf("%w", errReported)
+			}
+			return nil
+		},
+	}
+}
+
+func recipesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "recipes",
+		Usage: "the built-in recipe catalogue",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "ls",
+				Usage: "list the built-in recipes",
+				Action: func(c *cli.Context) error {
+					for _, e := range recipes.Catalog() {
+						fmt.Fprintf(c.App.Writer, "%-28s %s\n", e.Name, e.Description)
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "show",
+				Usage:     "print a built-in recipe",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					data, ok := recipes.CatalogSource(c.Args().First())
+					if !ok {
+						return usageError{fmt.Errorf("no built-in recipe %q; see 'ingot recipes ls'", c.Args().First())}
+					}
+					_, err := c.App.Writer.Write(data)
+					return err
+				},
+			},
+		},
+	}
+}
