@@ -157,7 +157,7 @@ func TestResolve(t *testing.T) {
 		{arg: "./debian-12", wantErr: "read recipe: open ./debian-12"},   // a path: never the catalogue
 		{arg: "missing.yaml", wantErr: "read recipe: open missing.yaml"}, // a path that does not exist
 		{arg: "debian12", wantErr: `debian12: no such recipe file and no built-in recipe of that name; did you mean "debian-12"?`},
-		{arg: "fedora", wantErr: "(built-in: debian-12, debian-13, demo, ubuntu-24.04, ubuntu-24.04-server-iso)"},
+		{arg: "fedora", wantErr: "(built-in: debian-12, debian-13, demo, "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.arg, func(t *testing.T) {

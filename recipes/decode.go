@@ -17,6 +17,11 @@ import (
 // error rather than a stack overflow.
 const maxDepth = 64
 
+// maxNodes bounds how many values free-form data may expand to. Aliases are expanded, so a few
+// lines of nested aliases can stand for billions of values ("billion laughs"); real cloud-init
+// data has hundreds.
+const maxNodes = 100_000
+
 // decoder walks one recipe's AST. It collects errors instead of stopping at the first, so a user
 // fixes a recipe in one round trip.
 type decoder struct {
@@ -27,6 +32,10 @@ type decoder struct {
 	vars      map[string]*variable
 	anchors   map[string]ast.Node
 	positions map[string]Pos
+	// nodes counts values decoded by value, against maxNodes.
+	nodes int
+	// open holds the collections value is inside, to catch an alias to one of them.
+	open map[ast.Node]bool
 }
 
 // errorf records an error at pos for the value at path.
@@ -533,7 +542,27 @@ func (d *decoder) value(path string, n ast.Node, depth int) (any, bool) {
 		d.errorf(d.at(n), path, "", "nested deeper than %d levels", maxDepth)
 		return nil, false
 	}
+	if d.nodes++; d.nodes == maxNodes {
+		d.errorf(d.at(n), path, "aliases are expanded where they are used; nest them less", "expands to more than %d values", maxNodes)
+	}
+	if d.nodes >= maxNodes {
+		return nil, false
+	}
+	orig := n
 	n = d.resolve(path, n)
+	switch n.(type) {
+	case *ast.MappingNode, *ast.SequenceNode:
+		if d.open[n] {
+			name := "an alias"
+			if a, ok := orig.(*ast.AliasNode); ok {
+				name = "alias *" + a.Value.GetToken().Value
+			}
+			d.errorf(d.at(orig), path, "", "%s refers to a value that contains it", name)
+			return nil, false
+		}
+		d.open[n] = true
+		defer delete(d.open, n)
+	}
 	switch v := n.(type) {
 	case nil:
 		return nil, false

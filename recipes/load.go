@@ -74,6 +74,7 @@ func LoadBytes(name string, data []byte, dir string, vars map[string]string, env
 		vars:      map[string]*variable{},
 		anchors:   map[string]ast.Node{},
 		positions: map[string]Pos{},
+		open:      map[ast.Node]bool{},
 	}
 	r := d.decode(data, vars, env)
 	if len(d.errs) > 0 {
