@@ -73,6 +73,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d := b.r.Machine.Driver; d != "" && d != "qemu" {
+		return nil, &StepError{Step: "plan", Err: fmt.Errorf("%s: machine.driver %q: only the qemu driver exists in this version of ingot", b.r.Machine.Pos, d)}
+	}
 	for _, o := range b.r.Outputs {
 		if err := supportedOutput(o); err != nil {
 			return nil, &StepError{Step: "plan", Err: err}

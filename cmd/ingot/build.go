@@ -53,6 +53,10 @@ func loadRecipes(c *cli.Context) ([]*recipes.Recipe, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, usageError{err}
 	}
+	// A --var no recipe declares is a typo until proven otherwise.
+	if names := recipes.UndeclaredVars(vars, out...); len(names) > 0 {
+		return nil, usageError{fmt.Errorf("--var %s: no recipe named on the command line declares it", strings.Join(names, ", "))}
+	}
 	return out, nil
 }
 
