@@ -133,7 +133,7 @@ outputs:
 	}
 	defer m2.Kill()
 	c := access.Dial(t, m2.SSHAddr(), m2.Done(), 5*time.Minute)
-	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c")
+	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script; sudo -n cat /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c")
 	if err != nil {
 		t.Fatalf("check the image: %v\n%s", err, got)
 	}
