@@ -262,14 +262,15 @@ func label(dev string) string {
 	defer f.Close()
 	buf := make([]byte, 2048)
 	if _, err := f.ReadAt(buf, 16*2048); err == nil && buf[0] == 1 && string(buf[1:6]) == "CD001" {
-		return strings.TrimSpace(string(buf[40:72]))
+		// Padding should be spaces; some writers (go-diskfs) pad with NULs.
+		return strings.Trim(string(buf[40:72]), " \x00")
 	}
 	if _, err := f.ReadAt(buf[:512], 0); err == nil && buf[510] == 0x55 && buf[511] == 0xAA {
 		if string(buf[82:87]) == "FAT32" {
-			return strings.TrimSpace(string(buf[71:82]))
+			return strings.Trim(string(buf[71:82]), " \x00")
 		}
 		if string(buf[54:57]) == "FAT" {
-			return strings.TrimSpace(string(buf[43:54]))
+			return strings.Trim(string(buf[43:54]), " \x00")
 		}
 	}
 	return ""
