@@ -201,7 +201,14 @@ func (b *build) spec(name string) hypervisor.Spec {
 
 // boot starts the build machine from its disk.
 func (b *build) boot(ctx context.Context) error {
-	m, err := b.opts.Driver.Start(ctx, b.spec("build"))
+	spec := b.spec("build")
+	if b.r.Source.ISO != nil {
+		// The installed system got its user-data (ingot's user and host key, merged into
+		// autoinstall.user-data) from the installer. The seed's outer autoinstall document is not
+		// for it, and a cloud-init that found it would start over without ingot's keys.
+		spec.Disks = spec.Disks[:1]
+	}
+	m, err := b.opts.Driver.Start(ctx, spec)
 	if err != nil {
 		return err
 	}
