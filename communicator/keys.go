@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,7 +122,7 @@ func (k *Keys) WriteClientKey(dir string) (string, error) {
 		return "", fmt.Errorf("encoding client key: %w", err)
 	}
 	path := filepath.Join(dir, ClientKeyFile)
-	if err := writeFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := writeFileAtomic(path, 0o600, writeBytes(pem.EncodeToMemory(block))); err != nil {
 		return "", fmt.Errorf("writing client key: %w", err)
 	}
 	return path, nil
@@ -148,7 +149,7 @@ func (k *Keys) SSHCommand(dir, user, addr string) (string, error) {
 	}
 	khPath := filepath.Join(dir, KnownHostsFile)
 	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostPub) + "\n"
-	if err := writeFileAtomic(khPath, []byte(line), 0o600); err != nil {
+	if err := writeFileAtomic(khPath, 0o600, writeBytes([]byte(line))); err != nil {
 		return "", fmt.Errorf("writing known_hosts: %w", err)
 	}
 	args := []string{
@@ -182,9 +183,9 @@ func privateDir(dir string) error {
 	return nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it into place, so a
-// reader never sees a half-written file and a crash leaves the old one intact.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// writeFileAtomic writes what fill produces to a temporary file next to path, fsyncs it and renames
+// it into place, so a reader never sees a half-written file and a failure leaves the old one intact.
+func writeFileAtomic(path string, perm os.FileMode, fill func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -200,7 +201,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err := bytes.NewReader(data).WriteTo(f); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -214,6 +215,14 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	ok = true
 	return nil
+}
+
+// writeBytes is a writeFileAtomic fill that writes data.
+func writeBytes(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := bytes.NewReader(data).WriteTo(w)
+		return err
+	}
 }
 
 // shellQuote quotes s for a POSIX shell: single quotes, with embedded single quotes closed,

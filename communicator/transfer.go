@@ -273,35 +273,12 @@ func getFile(sc *sftp.Client, remote, local string, perm os.FileMode) error {
 		return err
 	}
 	defer src.Close()
-	f, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+	return writeFileAtomic(local, perm, func(w io.Writer) error {
+		if _, err := io.Copy(w, src); err != nil {
+			return fmt.Errorf("reading %s: %w", remote, err)
 		}
-	}()
-	if _, err := io.Copy(f, src); err != nil {
-		return fmt.Errorf("reading %s: %w", remote, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, local); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+		return nil
+	})
 }
 
 // getTree copies a remote tree into a temporary sibling of local, then renames it into place.
