@@ -47,7 +47,7 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 			if err := b.client.Upload(ctx, sh.Script, remote, 0o755, ""); err != nil {
 				return fmt.Errorf("upload script %s: %w", sh.Script, err)
 			}
-			command = shellQuote(remote) + "; rc=$?; rm -f " + shellQuote(remote) + "; exit $rc"
+			command = communicator.ShellQuote(remote) + "; rc=$?; rm -f " + communicator.ShellQuote(remote) + "; exit $rc"
 		}
 		return b.runStreaming(ctx, prefix, communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo})
 	case "file":
@@ -109,8 +109,6 @@ func parseMode(s string) (os.FileMode, error) {
 	}
 	return os.FileMode(m), nil
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Package is one installed package in the image.
 type Package struct {
@@ -175,7 +173,7 @@ func (b *build) generalize(ctx context.Context) error {
 		return b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true", Sudo: true})
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
-	cmd := "sh -c " + shellQuote(generalizeScript) + " generalize " + shellQuote(b.r.SSH.User) + " " + shellQuote(keep)
+	cmd := "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep)
 	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true})
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {

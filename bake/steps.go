@@ -48,7 +48,6 @@ type build struct {
 	failed    bool
 	cleanups  []cleanup
 	fwKind    firmware.Kind
-	accelUsed string
 }
 
 func newBuild(opts Options) (*build, error) {

@@ -23,6 +23,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
 // Keys are one build's ephemeral keys: the client's, and the guest's host key, which ingot
@@ -159,10 +161,7 @@ func (k *Keys) SSHCommand(dir, user, addr string) (string, error) {
 		"-o", "IdentitiesOnly=yes",
 		user + "@" + host,
 	}
-	for i, a := range args {
-		args[i] = shellWord(a)
-	}
-	return strings.Join(args, " "), nil
+	return execx.Quote(args), nil
 }
 
 // privateDir makes dir (0700) or checks that an existing one is not writable by others.
@@ -225,24 +224,8 @@ func writeBytes(data []byte) func(io.Writer) error {
 	}
 }
 
-// shellQuote quotes s for a POSIX shell: single quotes, with embedded single quotes closed,
+// ShellQuote quotes s for a POSIX shell: single quotes, with embedded single quotes closed,
 // escaped and reopened. Newlines, $, backquotes and spaces are all literal inside.
-func shellQuote(s string) string {
+func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// shellWord quotes s only when it needs it, so the printed ssh line stays readable.
-func shellWord(s string) string {
-	if s == "" {
-		return "''"
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_./=:@+,%", r):
-		default:
-			return shellQuote(s)
-		}
-	}
-	return s
 }

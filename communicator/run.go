@@ -55,12 +55,12 @@ func (cmd Cmd) script() (string, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(cmd.Env[k]))
+		fmt.Fprintf(&b, "export %s=%s\n", k, ShellQuote(cmd.Env[k]))
 	}
 	b.WriteString(cmd.Command)
 	s := b.String()
 	if cmd.Sudo {
-		s = "sudo -n sh -c " + shellQuote(s)
+		s = "sudo -n sh -c " + ShellQuote(s)
 	}
 	return s, nil
 }

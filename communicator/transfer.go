@@ -52,7 +52,7 @@ func (c *Client) stage(ctx context.Context) (staging, error) {
 func (c *Client) unstage(ctx context.Context, s staging) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if _, err := c.Output(cctx, Cmd{Command: "rm -rf " + shellQuote(s.dir), Sudo: true}); err != nil {
+	if _, err := c.Output(cctx, Cmd{Command: "rm -rf " + ShellQuote(s.dir), Sudo: true}); err != nil {
 		return fmt.Errorf("removing remote staging directory %s: %w", s.dir, err)
 	}
 	return nil
@@ -119,19 +119,19 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 	var script string
 	if fi.IsDir() {
 		script = fmt.Sprintf("mkdir -p %[1]s && cp -a %[2]s/. %[1]s/ && chown -R %[3]s %[1]s",
-			shellQuote(remote), shellQuote(st.payload()), shellQuote(owner))
+			ShellQuote(remote), ShellQuote(st.payload()), ShellQuote(owner))
 		if mode != 0 {
-			script += fmt.Sprintf(" && chmod %04o %s", mode.Perm(), shellQuote(remote))
+			script += fmt.Sprintf(" && chmod %04o %s", mode.Perm(), ShellQuote(remote))
 		}
 	} else {
 		if mode == 0 {
 			mode = fi.Mode().Perm()
 		}
-		script = fmt.Sprintf("install -D -m %04o -o %s", mode.Perm(), shellQuote(u))
+		script = fmt.Sprintf("install -D -m %04o -o %s", mode.Perm(), ShellQuote(u))
 		if g != "" {
-			script += " -g " + shellQuote(g)
+			script += " -g " + ShellQuote(g)
 		}
-		script += " " + shellQuote(st.payload()) + " " + shellQuote(remote)
+		script += " " + ShellQuote(st.payload()) + " " + ShellQuote(remote)
 	}
 	if _, err := c.Output(ctx, Cmd{Command: script, Sudo: true}); err != nil {
 		return fmt.Errorf("uploading %s: installing into %s: %w", local, remote, err)
@@ -235,7 +235,7 @@ func (c *Client) Download(ctx context.Context, remote, local string) (err error)
 
 	owner := st.user + ":" + st.group
 	script := fmt.Sprintf("cp -a %[1]s %[2]s && chown -R %[3]s %[2]s && chmod -R u+rX %[2]s",
-		shellQuote(remote), shellQuote(st.payload()), shellQuote(owner))
+		ShellQuote(remote), ShellQuote(st.payload()), ShellQuote(owner))
 	if _, err := c.Output(ctx, Cmd{Command: script, Sudo: true}); err != nil {
 		return fmt.Errorf("downloading %s: copying to staging: %w", remote, err)
 	}
