@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ingot-build/ingot/cloudinit"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
@@ -61,6 +62,25 @@ type StepError struct {
 func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
 func (e *StepError) Unwrap() error { return e.Err }
 
+// Check reports, all at once, what in a loaded recipe this build cannot do, before anything is
+// fetched or started: `ingot validate` runs it too, so a recipe that validates does not fail its
+// build in the first second.
+func Check(r *recipes.Recipe) error {
+	var errs []error
+	if d := r.Machine.Driver; d != "" && d != "qemu" {
+		errs = append(errs, fmt.Errorf("%s: machine.driver %q: only the qemu driver exists in this version of ingot", r.Machine.Pos, d))
+	}
+	for _, o := range r.Outputs {
+		if err := supportedOutput(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := cloudinit.CheckRecipe(r.CloudInit.UserData, r.CloudInit.NetworkConfig, r.SSH.User); err != nil {
+		errs = append(errs, fmt.Errorf("%s: cloud_init: %w", r.CloudInit.Pos, err))
+	}
+	return errors.Join(errs...)
+}
+
 // step is one stage of the pipeline.
 type step struct {
 	name string
@@ -73,13 +93,8 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d := b.r.Machine.Driver; d != "" && d != "qemu" {
-		return nil, &StepError{Step: "plan", Err: fmt.Errorf("%s: machine.driver %q: only the qemu driver exists in this version of ingot", b.r.Machine.Pos, d)}
-	}
-	for _, o := range b.r.Outputs {
-		if err := supportedOutput(o); err != nil {
-			return nil, &StepError{Step: "plan", Err: err}
-		}
+	if err := Check(b.r); err != nil {
+		return nil, &StepError{Step: "plan", Err: err}
 	}
 	steps := []step{
 		{"fetch", (*build).fetch},

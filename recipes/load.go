@@ -518,11 +518,12 @@ func (d *decoder) machineFields(f *fields, m *Machine) {
 }
 
 func (d *decoder) cloudInit(top *fields) CloudInit {
-	c := CloudInit{SeedFormat: "iso"}
+	c := CloudInit{SeedFormat: "iso", Pos: top.at}
 	f, ok := d.sub(top, "cloud_init", yamlKeys[CloudInit]())
 	if !ok {
 		return c
 	}
+	c.Pos = d.positions["cloud_init"]
 	for _, k := range []string{"user_data", "network_config"} {
 		n, ok := f.get(k)
 		if !ok {

@@ -151,6 +151,7 @@ type CloudInit struct {
 	NetworkConfig map[string]any `yaml:"network_config"`
 	// SeedFormat is iso or vfat.
 	SeedFormat string `yaml:"seed_format"`
+	Pos        Pos    `yaml:"-"`
 }
 
 // SSH is how ingot reaches the guest.

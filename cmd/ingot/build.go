@@ -71,8 +71,16 @@ func validateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var errs []error
 			for _, r := range rs {
+				if err := bake.Check(r); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				fmt.Fprintf(c.App.Writer, "%s: ok (%s)\n", r.File, r.Name)
+			}
+			if err := errors.Join(errs...); err != nil {
+				return usageError{err}
 			}
 			return nil
 		},
