@@ -3,14 +3,18 @@ package bake_test
 // End-to-end builds against real QEMU (TCG), the test cloud image and the test installer ISO.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +36,38 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func build(t *testing.T, recipeYAML string, files map[string]string) (*bake.Result, string) {
 	t.Helper()
+	res, dir, err := runBuild(t, recipeYAML, files, nil)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "work")); len(entries) != 0 {
+		t.Errorf("the work root still holds %v after a successful build", entries)
+	}
+	return res, dir
+}
+
+// syncBuffer collects a build's log lines for checks.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runBuild builds recipeYAML in a temp dir (out/, work/ and cache/ under it); tweak may change
+// the options. The log goes to the test log and to opts.Logger's buffer, returned via logs.
+func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak func(*bake.Options)) (*bake.Result, string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
 		p := filepath.Join(dir, name)
@@ -50,7 +86,8 @@ func build(t *testing.T, recipeYAML string, files map[string]string) (*bake.Resu
 	if err != nil {
 		t.Fatalf("load recipe: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(tWriter{t}, logs), nil))
 	fetcher, err := source.New(filepath.Join(dir, "cache"), source.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
@@ -58,17 +95,18 @@ func build(t *testing.T, recipeYAML string, files map[string]string) (*bake.Resu
 	out := filepath.Join(dir, "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	res, err := bake.Build(ctx, bake.Options{
+	opts := bake.Options{
 		Recipe: r, OutDir: out, WorkRoot: filepath.Join(dir, "work"), Logger: log,
 		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher,
-	})
-	if err != nil {
-		t.Fatalf("build: %v", err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "work")); len(entries) != 0 {
-		t.Errorf("the work root still holds %v after a successful build", entries)
+	if tweak != nil {
+		tweak(&opts)
 	}
-	return res, dir
+	res, err := bake.Build(ctx, opts)
+	if err := os.WriteFile(filepath.Join(dir, "build.log"), []byte(logs.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return res, dir, err
 }
 
 // A build from the test cloud image with every provisioner kind; the output then boots again and
@@ -180,5 +218,50 @@ outputs:
 	info, err := execx.Output(context.Background(), "qemu-img", "info", filepath.Join(res.Dir, "e2e-iso.qcow2"))
 	if err != nil || strings.Contains(string(info), "backing file") {
 		t.Errorf("the output must stand alone: %v %s", err, info)
+	}
+}
+
+// A guest whose cloud-init fails before SSH comes up fails the build at once, naming the failed
+// module with the console tail; --keep-on-failure keeps the work dir and says how to boot it; no
+// QEMU and no output are left.
+func TestCloudInitErrorStopsTheWaitForSSH(t *testing.T) {
+	t.Parallel()
+	img := testguest.CloudImage(t)
+	recipe := fmt.Sprintf(`name: e2e-broken
+source:
+  disk: { url: "file://%s", sha256: %s }
+machine: { cpus: 1, memory: 1GiB, firmware: bios }
+cloud_init:
+  user_data: { bootcmd: [ "echo bootcmd-says-no; exit 3" ] }
+ssh: { timeout: 30m }
+`, img.Image, img.SHA256)
+	_, dir, err := runBuild(t, recipe, nil, func(o *bake.Options) { o.KeepOnFailure = true })
+	var se *bake.StepError
+	if !errors.As(err, &se) || se.Step != "connect" {
+		t.Fatalf("build error = %v, want a failure in step connect", err)
+	}
+	for _, want := range []string{"wait for SSH as ingot", "the cloud-init module bootcmd failed", "the serial console ends with"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "e2e-broken")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed build published something: %v", err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, "work", "e2e-broken-*"))
+	if len(kept) != 1 {
+		t.Fatalf("kept work dirs = %v, want one", kept)
+	}
+	for _, f := range []string{"disk.qcow2", "seed.img", "console.log"} {
+		if _, err := os.Stat(filepath.Join(kept[0], f)); err != nil {
+			t.Errorf("the kept work dir lacks %s: %v", f, err)
+		}
+	}
+	logs, _ := os.ReadFile(filepath.Join(dir, "build.log"))
+	if !strings.Contains(string(logs), "kept the work dir") || !strings.Contains(string(logs), "qemu-system-x86_64 -machine q35") {
+		t.Errorf("the log does not say where the work dir is and how to boot it:\n%s", logs)
+	}
+	if out, err := exec.Command("pgrep", "-f", kept[0]).Output(); err == nil {
+		t.Errorf("QEMU still runs on the kept work dir: %s", out)
 	}
 }

@@ -221,13 +221,16 @@ func (b *build) boot(ctx context.Context) error {
 // and fails on its errors: provisioning never starts on a half-configured guest.
 func (b *build) connect(ctx context.Context) error {
 	abort := make(chan error, 1)
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	fatal := consoleWatch{path: b.machine.ConsolePath(), every: 500 * time.Millisecond}.watch(watchCtx)
 	go func() {
 		select {
 		case <-b.machine.Done():
 			abort <- b.guestStopped("while waiting for SSH")
-		case <-stopWatch:
+		case err := <-fatal:
+			abort <- &hypervisor.GuestError{Reason: err.Error(), ConsoleTail: b.machine.ConsoleTail(25)}
+		case <-watchCtx.Done():
 		}
 	}()
 	c, err := communicator.Connect(ctx, communicator.Config{
