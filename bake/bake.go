@@ -129,7 +129,7 @@ func (b *build) run(ctx context.Context, steps []step) error {
 		b.log.Info("step start", "step", s.name)
 		err := s.run(b, ctx)
 		took := time.Since(started)
-		b.timings = append(b.timings, StepTiming{Step: s.name, Seconds: took.Seconds()})
+		b.timings = append(b.timings, StepTiming{Step: s.name, Seconds: took.Seconds(), Waiting: b.waits.within(started, started.Add(took)).Seconds()})
 		if err != nil {
 			b.failed = true
 			if ctx.Err() != nil {

@@ -52,7 +52,8 @@ func (b *build) install(ctx context.Context) error {
 	}
 	spec.Disks = append(spec.Disks, cd)
 
-	m, err := b.opts.Driver.Start(ctx, spec)
+	var m hypervisor.Machine
+	err := b.waits.track(func() (err error) { m, err = b.opts.Driver.Start(ctx, spec); return err })
 	if err != nil {
 		return err
 	}
@@ -76,12 +77,18 @@ func (b *build) install(ctx context.Context) error {
 		timeout = time.Hour
 	}
 	b.log.Info("waiting for the installer to finish", "timeout", timeout, "console", m.ConsolePath())
-	select {
-	case <-m.Done():
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(timeout):
-		return &hypervisor.GuestError{Reason: fmt.Sprintf("the installer did not finish within %s (source.iso.install_timeout)", timeout), ConsoleTail: m.ConsoleTail(25)}
+	err = b.waits.track(func() error {
+		select {
+		case <-m.Done():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(timeout):
+			return &hypervisor.GuestError{Reason: fmt.Sprintf("the installer did not finish within %s (source.iso.install_timeout)", timeout), ConsoleTail: m.ConsoleTail(25)}
+		}
+	})
+	if err != nil {
+		return err
 	}
 	if err := m.Err(); err != nil {
 		return fmt.Errorf("the installer failed: %w", err)

@@ -44,7 +44,7 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 		if sh.Script != "" {
 			// Upload the script and run it: its own shebang decides the interpreter.
 			remote := fmt.Sprintf("/tmp/ingot-%s-%d-%s", b.id, i, filepath.Base(sh.Script))
-			if err := b.client.Upload(ctx, sh.Script, remote, 0o755, ""); err != nil {
+			if err := b.waits.track(func() error { return b.client.Upload(ctx, sh.Script, remote, 0o755, "") }); err != nil {
 				return fmt.Errorf("upload script %s: %w", sh.Script, err)
 			}
 			command = communicator.ShellQuote(remote) + "; rc=$?; rm -f " + communicator.ShellQuote(remote) + "; exit $rc"
@@ -62,13 +62,13 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
 			}
-			return b.client.Download(ctx, f.Src, dst)
+			return b.waits.track(func() error { return b.client.Download(ctx, f.Src, dst) })
 		}
 		mode, err := parseMode(f.Mode)
 		if err != nil {
 			return err
 		}
-		return b.client.Upload(ctx, f.Src, f.Dst, mode, f.Owner)
+		return b.waits.track(func() error { return b.client.Upload(ctx, f.Src, f.Dst, mode, f.Owner) })
 	case "reboot":
 		timeout := s.Reboot.Timeout
 		if timeout == 0 {
@@ -76,7 +76,7 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if err := b.client.Reboot(rctx, ""); err != nil {
+		if err := b.waits.track(func() error { return b.client.Reboot(rctx, "") }); err != nil {
 			return b.withConsole(err)
 		}
 		return nil
@@ -93,7 +93,7 @@ func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicato
 	stdout := communicator.LineWriter(func(line string) { log.Info(line, "stream", "stdout") })
 	stderr := communicator.LineWriter(func(line string) { log.Info(line, "stream", "stderr") })
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err := b.client.Run(ctx, cmd)
+	err := b.waits.track(func() error { return b.client.Run(ctx, cmd) })
 	stdout.Close()
 	stderr.Close()
 	return err
@@ -118,7 +118,11 @@ type Package struct {
 
 // inventory records the guest's packages for the manifest, before generalize removes anything.
 func (b *build) inventory(ctx context.Context) error {
-	out, err := b.client.Output(ctx, communicator.Cmd{Command: `if command -v dpkg-query >/dev/null; then dpkg-query -W -f '${Package}\t${Version}\n'; elif command -v rpm >/dev/null; then rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n'; fi`})
+	var out []byte
+	err := b.waits.track(func() (err error) {
+		out, err = b.client.Output(ctx, communicator.Cmd{Command: `if command -v dpkg-query >/dev/null; then dpkg-query -W -f '${Package}\t${Version}\n'; elif command -v rpm >/dev/null; then rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n'; fi`})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("list the guest's packages: %w", err)
 	}

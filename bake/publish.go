@@ -29,6 +29,9 @@ type OutputFile struct {
 type StepTiming struct {
 	Step    string  `json:"step"`
 	Seconds float64 `json:"seconds"`
+	// Waiting is the part of Seconds spent waiting on the guest or on qemu-img; the rest is
+	// ingot's own work.
+	Waiting float64 `json:"waiting_seconds"`
 }
 
 // Manifest is manifest.json, written beside the outputs: what went in, what came out, and how.
@@ -98,11 +101,11 @@ func (b *build) convert(ctx context.Context) error {
 			}
 		}
 		started := time.Now()
-		if err := disk.Convert(ctx, b.diskPath, path, co); err != nil {
+		if err := b.waits.track(func() error { return disk.Convert(ctx, b.diskPath, path, co) }); err != nil {
 			return err
 		}
 		if o.Format != "raw" {
-			if err := disk.Check(ctx, path, o.Format); err != nil {
+			if err := b.waits.track(func() error { return disk.Check(ctx, path, o.Format) }); err != nil {
 				return err
 			}
 		}

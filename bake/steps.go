@@ -48,6 +48,7 @@ type build struct {
 	failed    bool
 	cleanups  []cleanup
 	fwKind    firmware.Kind
+	waits     waits
 }
 
 func newBuild(opts Options) (*build, error) {
@@ -129,7 +130,8 @@ func (b *build) prepare(ctx context.Context) error {
 	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")
 	size := b.r.Machine.DiskBytes
 	if b.base != "" {
-		info, err := disk.Info(ctx, b.base)
+		var info disk.ImageInfo
+		err := b.waits.track(func() (err error) { info, err = disk.Info(ctx, b.base); return err })
 		if err != nil {
 			return fmt.Errorf("inspect the source image: %w", err)
 		}
@@ -139,10 +141,10 @@ func (b *build) prepare(ctx context.Context) error {
 		if size < info.VirtualSize {
 			size = info.VirtualSize // never shrink the image's own disk
 		}
-		if err := disk.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size); err != nil {
+		if err := b.waits.track(func() error { return disk.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size) }); err != nil {
 			return err
 		}
-	} else if err := disk.Create(ctx, b.diskPath, "qcow2", size); err != nil {
+	} else if err := b.waits.track(func() error { return disk.Create(ctx, b.diskPath, "qcow2", size) }); err != nil {
 		return err
 	}
 
@@ -207,7 +209,8 @@ func (b *build) boot(ctx context.Context) error {
 		// for it, and a cloud-init that found it would start over without ingot's keys.
 		spec.Disks = spec.Disks[:1]
 	}
-	m, err := b.opts.Driver.Start(ctx, spec)
+	var m hypervisor.Machine
+	err := b.waits.track(func() (err error) { m, err = b.opts.Driver.Start(ctx, spec); return err })
 	if err != nil {
 		return err
 	}
@@ -233,9 +236,13 @@ func (b *build) connect(ctx context.Context) error {
 		case <-watchCtx.Done():
 		}
 	}()
-	c, err := communicator.Connect(ctx, communicator.Config{
-		Addr: b.machine.SSHAddr(), User: b.r.SSH.User, Keys: b.keys,
-		Timeout: b.r.SSH.Timeout, Logger: b.log, Abort: abort,
+	var c *communicator.Client
+	err := b.waits.track(func() (err error) {
+		c, err = communicator.Connect(ctx, communicator.Config{
+			Addr: b.machine.SSHAddr(), User: b.r.SSH.User, Keys: b.keys,
+			Timeout: b.r.SSH.Timeout, Logger: b.log, Abort: abort,
+		})
+		return err
 	})
 	if err != nil {
 		return b.withConsole(fmt.Errorf("wait for SSH as %s at %s: %w", b.r.SSH.User, b.machine.SSHAddr(), err))
@@ -264,7 +271,9 @@ func (b *build) withConsole(err error) error {
 
 func (b *build) waitCloudInit(ctx context.Context) error {
 	var out bytes.Buffer
-	err := b.client.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait --long", Stdout: &out, Stderr: &out})
+	err := b.waits.track(func() error {
+		return b.client.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait --long", Stdout: &out, Stderr: &out})
+	})
 	var exit *communicator.ExitError
 	switch {
 	case err == nil:
@@ -291,7 +300,7 @@ func (b *build) shutdown(ctx context.Context) error {
 	if b.client != nil {
 		b.client.Close()
 	}
-	err := b.machine.Shutdown(ctx)
+	err := b.waits.track(func() error { return b.machine.Shutdown(ctx) })
 	switch {
 	case err == nil:
 		return nil

@@ -1,0 +1,60 @@
+// Command overhead prints the overhead table of bench/overhead.sh from a build's manifest.json:
+// each step's wall time, the part spent waiting on the guest or on qemu-img, and the rest, which
+// is ingot's own work. The process's wall time, measured by the script around `ingot build`,
+// adds what no step covers (start-up, recipe loading, publishing).
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"text/tabwriter"
+)
+
+type manifest struct {
+	Steps []struct {
+		Step    string  `json:"step"`
+		Seconds float64 `json:"seconds"`
+		Waiting float64 `json:"waiting_seconds"`
+	} `json:"steps"`
+}
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: overhead MANIFEST.json PROCESS-WALL-SECONDS")
+		os.Exit(2)
+	}
+	data, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+	wall, err := strconv.ParseFloat(os.Args[2], 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "step\twall s\twaiting s\tingot s\t")
+	var steps, waiting float64
+	for _, s := range m.Steps {
+		fmt.Fprintf(w, "%s\t%.3f\t%.3f\t%.3f\t\n", s.Step, s.Seconds, s.Waiting, s.Seconds-s.Waiting)
+		steps += s.Seconds
+		waiting += s.Waiting
+	}
+	fmt.Fprintf(w, "all steps\t%.3f\t%.3f\t%.3f\t\n", steps, waiting, steps-waiting)
+	fmt.Fprintf(w, "outside steps\t%.3f\t\t%.3f\t\n", wall-steps, wall-steps)
+	fmt.Fprintf(w, "ingot build\t%.3f\t%.3f\t%.3f\t\n", wall, waiting, wall-waiting)
+	w.Flush()
+	verdict := "met"
+	if wall-waiting >= 2 {
+		verdict = "NOT met"
+	}
+	fmt.Printf("\ningot's own overhead: %.3f s of %.1f s (goal: under 2 s: %s)\n", wall-waiting, wall, verdict)
+}
