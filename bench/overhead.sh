@@ -20,5 +20,5 @@ for i in $(seq "$runs"); do
 		>"$out/stdout" 2>"$out/build.log" || { tail -20 "$out/build.log" >&2; exit 1; }
 	end=$(date +%s.%N)
 	echo; echo "run $i"
-	go run ./bench/overhead "$out/demo/manifest.json" "$(echo "$end - $start" | bc)"
+	go run ./bench/overhead "$out/demo/manifest.json" "$start" "$end"
 done

@@ -21,8 +21,8 @@ type manifest struct {
 }
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: overhead MANIFEST.json PROCESS-WALL-SECONDS")
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: overhead MANIFEST.json START END (Unix seconds around ingot build)")
 		os.Exit(2)
 	}
 	data, err := os.ReadFile(os.Args[1])
@@ -35,11 +35,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
-	wall, err := strconv.ParseFloat(os.Args[2], 64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	start, err1 := strconv.ParseFloat(os.Args[2], 64)
+	end, err2 := strconv.ParseFloat(os.Args[3], 64)
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "START and END must be Unix times in seconds, e.g. 1763856000.123")
+		os.Exit(2)
 	}
+	wall := end - start
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "step\twall s\twaiting s\tingot s\t")
 	var steps, waiting float64
