@@ -18,6 +18,7 @@ import (
 
 	"github.com/ingot-build/ingot/cloudinit"
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	Logger        *slog.Logger
 	Driver        hypervisor.Driver
 	Sources       *source.Fetcher
+	// Images is the image store: where the built disk is kept as a named layer (step snapshot)
+	// and where source.image is looked up. Nil skips the snapshot.
+	Images *images.Store
 	// Accel overrides the recipe's machine.accel when set.
 	Accel string
 	// Tool is recorded in the manifest.
@@ -106,6 +110,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		{"inventory", (*build).inventory},
 		{"generalize", (*build).generalize},
 		{"shutdown", (*build).shutdown},
+		{"snapshot", (*build).snapshot},
 		{"convert", (*build).convert},
 		{"record", (*build).record},
 	}

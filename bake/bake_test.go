@@ -21,6 +21,7 @@ import (
 	"github.com/ingot-build/ingot/bake"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/execx"
 	"github.com/ingot-build/ingot/internal/testguest"
 	"github.com/ingot-build/ingot/recipes"
@@ -92,12 +93,16 @@ func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak fu
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, err := images.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	opts := bake.Options{
 		Recipe: r, OutDir: out, WorkRoot: filepath.Join(dir, "work"), Logger: log,
-		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher,
+		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher, Images: store,
 	}
 	if tweak != nil {
 		tweak(&opts)

@@ -50,6 +50,8 @@ type Manifest struct {
 	Steps    []StepTiming    `json:"steps"`
 	Outputs  []OutputFile    `json:"outputs"`
 	Packages []Package       `json:"packages"`
+	// Image is where the built disk was kept in the image store.
+	Image *ManifestImage `json:"image,omitempty"`
 }
 
 // ManifestInput is a pinned input.
@@ -167,6 +169,10 @@ func (b *build) record(ctx context.Context) error {
 	if i := b.r.Source.ISO; i != nil {
 		m.Inputs = append(m.Inputs, ManifestInput{Kind: "iso", URL: i.URL, SHA256: b.baseSum})
 	}
+	if i := b.r.Source.Image; i != nil {
+		m.Inputs = append(m.Inputs, ManifestInput{Kind: "image", URL: "image:" + i.Name, SHA256: b.baseLayer})
+	}
+	m.Image = b.image
 	sort.Slice(m.Packages, func(i, j int) bool { return m.Packages[i].Name < m.Packages[j].Name })
 	staging := b.stagingDir()
 	data, err := json.MarshalIndent(m, "", "  ")

@@ -31,8 +31,11 @@ type build struct {
 	outDir  string // OutDir/NAME
 	workDir string
 
-	base      string // fetch: the verified source file
-	baseSum   string
+	base       string // fetch: the verified source file, then (prepare) its image-store layer
+	baseFormat string
+	baseSum    string
+	baseLayer  string // the image-store layer the build disk backs on, if any
+	image      *ManifestImage
 	iso       string // fetch: the installer ISO (ISO sources)
 	diskPath  string // prepare: the build disk (qcow2)
 	seedPath  string // prepare
@@ -105,7 +108,7 @@ func (b *build) fetch(ctx context.Context) error {
 		b.iso = p
 		b.baseSum = filepath.Base(p)
 	default:
-		return fmt.Errorf("%s: source.image: stored images are not supported yet; use source.disk or source.iso", src.Image.Pos)
+		return b.fetchImage(ctx)
 	}
 	return nil
 }
@@ -135,11 +138,16 @@ func (b *build) prepare(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("inspect the source image: %w", err)
 		}
-		if want := b.r.Source.Disk.Format; want != "" && want != info.Format {
+		if d := b.r.Source.Disk; d != nil && d.Format != "" && d.Format != info.Format {
+			want := d.Format
 			return fmt.Errorf("%s: source.disk.format says %s but the image is %s", b.r.Source.Disk.Pos, want, info.Format)
 		}
 		if size < info.VirtualSize {
 			size = info.VirtualSize // never shrink the image's own disk
+		}
+		b.baseFormat = info.Format
+		if err := b.storeBase(ctx, info.Format); err != nil {
+			return err
 		}
 		if err := b.waits.track(func() error { return disk.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size) }); err != nil {
 			return err

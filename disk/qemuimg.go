@@ -98,6 +98,10 @@ type ConvertOptions struct {
 	Format   string   // output format
 	Compress bool     // -c (qcow2: zlib unless Options says otherwise)
 	Options  []string // -o key=value
+	// BackingFile makes the output an overlay on it (-B), holding only what differs from it:
+	// the image store keeps a build as such a layer. It must have the content in's backing
+	// chain has below its top.
+	BackingFile, BackingFormat string
 }
 
 // Convert writes in (any format qemu-img reads, backing chain flattened) to out.
@@ -108,6 +112,9 @@ func Convert(ctx context.Context, in, out string, o ConvertOptions) error {
 	}
 	if len(o.Options) > 0 {
 		args = append(args, "-o", strings.Join(o.Options, ","))
+	}
+	if o.BackingFile != "" {
+		args = append(args, "-B", o.BackingFile, "-F", o.BackingFormat)
 	}
 	args = append(args, in, out)
 	if err := execx.Run(ctx, "qemu-img", args...); err != nil {

@@ -24,6 +24,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			buildCommand(),
 			validateCommand(),
 			recipesCommand(),
+			imagesCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -101,6 +101,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: auto, kvm or tcg"},
 			&cli.StringFlag{Name: "work-dir", Usage: "where private work dirs go (default ~/.cache/ingot/work)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+			storeFlag,
 		},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c.App.ErrWriter, c.String("log-format"), c.Bool("verbose"))
@@ -126,6 +127,10 @@ func buildCommand() *cli.Command {
 			if img, err := disk.FindQemuImg(c.Context); err == nil {
 				tool.QemuImgVer = img.Version
 			}
+			store, err := openStore(c)
+			if err != nil {
+				return err
+			}
 			driver := qemu.New(qemu.WithLogger(log))
 			g, ctx := errgroup.WithContext(c.Context)
 			g.SetLimit(max(1, c.Int("jobs")))
@@ -135,7 +140,7 @@ func buildCommand() *cli.Command {
 					res, err := bake.Build(ctx, bake.Options{
 						Recipe: r, OutDir: c.String("out"), WorkRoot: c.String("work-dir"),
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: driver,
-						Sources: fetcher, Accel: c.String("accel"), Tool: tool,
+						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: tool,
 					})
 					if err != nil {
 						failed[i] = fmt.Errorf("%s: %w", r.Name, err)

@@ -1,0 +1,390 @@
+// Package images is ingot's local image store: built disks kept as named, content-addressed
+// qcow2 layers, so that a later recipe can start from one (`source: { image: NAME }`) through a
+// qcow2 backing file instead of a copy, and a family of images shares its base.
+//
+// Layout under the store directory (default ${XDG_CACHE_HOME:-~/.cache}/ingot/images):
+//
+//	layers/<sha256>          a layer, read-only; its name is the sha256 of its bytes
+//	layers/<sha256>.json     what it is: format, parent layer (its qcow2 backing file), size
+//	names/<NAME>.json        a name: which layer, when, from which recipe
+//	lock                     flock(2): one writer at a time, across processes
+//
+// A layer's backing file is another layer, by absolute path, so layers never move. A layer is
+// written to a temporary name, hashed, then renamed into place; a name is written last, atomically:
+// a crash leaves no name pointing at a half-written layer. Removing a name frees the layers that no
+// remaining name needs, directly or as a parent.
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/google/renameio/v2"
+)
+
+// ErrNotFound is returned for a name the store does not have.
+var ErrNotFound = errors.New("no such image in the store")
+
+// Store is an image store directory. It is safe for concurrent use by several processes.
+type Store struct {
+	dir string
+}
+
+// Layer is one content-addressed file in the store.
+type Layer struct {
+	Digest string `json:"sha256"`
+	Format string `json:"format"`           // qcow2, or the base image's own format
+	Parent string `json:"parent,omitempty"` // the layer this one is a qcow2 overlay on
+	Size   int64  `json:"size"`             // bytes on disk
+	Path   string `json:"-"`
+}
+
+// Image is a named layer.
+type Image struct {
+	Name    string    `json:"name"`
+	Layer   string    `json:"layer"` // sha256
+	Created time.Time `json:"created"`
+	Recipe  string    `json:"recipe,omitempty"`
+	BuildID string    `json:"build_id,omitempty"`
+}
+
+// Open opens (creating if needed) the store at dir.
+func Open(dir string) (*Store, error) {
+	s := &Store{dir: dir}
+	for _, d := range []string{dir, s.layerDir(), s.nameDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open image store: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) layerDir() string               { return filepath.Join(s.dir, "layers") }
+func (s *Store) nameDir() string                { return filepath.Join(s.dir, "names") }
+func (s *Store) layerPath(digest string) string { return filepath.Join(s.layerDir(), digest) }
+func (s *Store) layerMeta(digest string) string { return filepath.Join(s.layerDir(), digest+".json") }
+func (s *Store) namePath(name string) string    { return filepath.Join(s.nameDir(), name+".json") }
+
+// lock takes the store's write lock.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	l := flock.New(filepath.Join(s.dir, "lock"), flock.SetPermissions(0o600))
+	if _, err := l.TryLockContext(ctx, 100*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("lock the image store %s: %w", s.dir, err)
+	}
+	return func() { _ = l.Unlock() }, nil
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// CheckName says whether name can name an image.
+func CheckName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("image name %q: use letters, digits, '.', '_' and '-' (at most 128, starting with a letter or digit)", name)
+	}
+	return nil
+}
+
+// LayerPath is where the layer with digest lives, whether or not it exists yet.
+func (s *Store) LayerPath(digest string) string { return s.layerPath(digest) }
+
+// AddBase makes a verified source file (named by its sha256, as the source cache keeps it) a
+// base layer, by hard link where the store and the cache share a file system, else by copy. It
+// is a no-op when the layer exists. The returned path is what build overlays should back on.
+func (s *Store) AddBase(ctx context.Context, src, digest, format string) (Layer, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Layer{}, err
+	}
+	defer unlock()
+	if l, err := s.layer(digest); err == nil {
+		return l, nil
+	}
+	dst := s.layerPath(digest)
+	tmp := dst + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Link(src, tmp); err != nil {
+		if err := copyFile(ctx, src, tmp); err != nil {
+			_ = os.Remove(tmp)
+			return Layer{}, fmt.Errorf("add base layer %s: %w", digest, err)
+		}
+	}
+	fi, err := os.Stat(tmp)
+	if err != nil {
+		return Layer{}, err
+	}
+	l := Layer{Digest: digest, Format: format, Size: fi.Size(), Path: dst}
+	return l, s.commitLayer(tmp, l)
+}
+
+// AddLayer moves the qcow2 file at tmp (an overlay whose backing file is the layer parent, or a
+// standalone image when parent is "") into the store under the sha256 of its bytes, and returns
+// the layer. tmp must be on the store's file system (see TempDir) and is consumed.
+func (s *Store) AddLayer(ctx context.Context, tmp, parent string) (Layer, error) {
+	digest, size, err := hashFile(ctx, tmp)
+	if err != nil {
+		return Layer{}, fmt.Errorf("hash the new layer: %w", err)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return Layer{}, err
+	}
+	defer unlock()
+	if parent != "" {
+		if _, err := s.layer(parent); err != nil {
+			return Layer{}, fmt.Errorf("add layer: its parent %s: %w", parent, err)
+		}
+	}
+	if l, err := s.layer(digest); err == nil {
+		return l, os.Remove(tmp) // the same bytes are stored already
+	}
+	l := Layer{Digest: digest, Format: "qcow2", Parent: parent, Size: size, Path: s.layerPath(digest)}
+	return l, s.commitLayer(tmp, l)
+}
+
+// TempDir is a directory on the store's file system for layers being written.
+func (s *Store) TempDir() (string, error) {
+	return os.MkdirTemp(s.dir, ".tmp-")
+}
+
+func (s *Store) commitLayer(tmp string, l Layer) error {
+	if err := os.Chmod(tmp, 0o444); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The record first: a layer file without one is incomplete and collected by Remove; a
+	// record without its file is not a layer either.
+	if err := renameio.WriteFile(s.layerMeta(l.Digest), b, 0o644); err != nil {
+		return fmt.Errorf("record layer %s: %w", l.Digest, err)
+	}
+	if err := os.Rename(tmp, s.layerPath(l.Digest)); err != nil {
+		return fmt.Errorf("store layer %s: %w", l.Digest, err)
+	}
+	return nil
+}
+
+func (s *Store) layer(digest string) (Layer, error) {
+	var l Layer
+	b, err := os.ReadFile(s.layerMeta(digest))
+	if err != nil {
+		return l, fmt.Errorf("layer %s: %w", digest, err)
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		return l, fmt.Errorf("layer %s: %w", digest, err)
+	}
+	l.Path = s.layerPath(digest)
+	if _, err := os.Stat(l.Path); err != nil {
+		return l, fmt.Errorf("layer %s: %w", digest, err)
+	}
+	return l, nil
+}
+
+// Tag names a layer, replacing what the name named before. The old layer stays until Remove or
+// Prune finds nothing needs it.
+func (s *Store) Tag(ctx context.Context, img Image) error {
+	if err := CheckName(img.Name); err != nil {
+		return err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := s.layer(img.Layer); err != nil {
+		return fmt.Errorf("name %s: %w", img.Name, err)
+	}
+	b, err := json.MarshalIndent(img, "", "  ")
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(s.namePath(img.Name), b, 0o644)
+}
+
+// Lookup returns a named image and its layer chain, top first.
+func (s *Store) Lookup(name string) (Image, []Layer, error) {
+	if err := CheckName(name); err != nil {
+		return Image{}, nil, err
+	}
+	var img Image
+	b, err := os.ReadFile(s.namePath(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Image{}, nil, fmt.Errorf("%w: %q (see 'ingot images ls'; an image is stored by building its recipe)", ErrNotFound, name)
+	}
+	if err != nil {
+		return Image{}, nil, err
+	}
+	if err := json.Unmarshal(b, &img); err != nil {
+		return Image{}, nil, fmt.Errorf("image %s: %w", name, err)
+	}
+	chain, err := s.chain(img.Layer)
+	return img, chain, err
+}
+
+func (s *Store) chain(digest string) ([]Layer, error) {
+	var out []Layer
+	for d := digest; d != ""; {
+		l, err := s.layer(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+		if len(out) > 64 {
+			return nil, fmt.Errorf("layer %s: the backing chain is longer than 64", digest)
+		}
+		d = l.Parent
+	}
+	return out, nil
+}
+
+// Entry is an image with its layers, for listing.
+type Entry struct {
+	Image
+	Chain []Layer // top first
+}
+
+// List returns every named image, by name.
+func (s *Store) List() ([]Entry, error) {
+	des, err := os.ReadDir(s.nameDir())
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []Entry
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), ".json")
+		if !ok {
+			continue
+		}
+		img, chain, err := s.Lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Entry{img, chain})
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Remove deletes names, then every layer that no remaining name needs. It returns the freed
+// layers' digests.
+func (s *Store) Remove(ctx context.Context, names ...string) ([]string, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	for _, name := range names {
+		if err := CheckName(name); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(s.namePath(name)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove %s: %w", name, ErrNotFound)
+		} else if err != nil {
+			return nil, fmt.Errorf("remove %s: %w", name, err)
+		}
+	}
+	return s.collect()
+}
+
+// collect deletes unreferenced layers; the lock is held.
+func (s *Store) collect() ([]string, error) {
+	keep := map[string]bool{}
+	des, err := os.ReadDir(s.nameDir())
+	if err != nil {
+		return nil, err
+	}
+	for _, de := range des {
+		var img Image
+		b, err := os.ReadFile(filepath.Join(s.nameDir(), de.Name()))
+		if err != nil || json.Unmarshal(b, &img) != nil {
+			continue
+		}
+		for d := img.Layer; d != "" && !keep[d]; {
+			keep[d] = true
+			l, err := s.layer(d)
+			if err != nil {
+				break
+			}
+			d = l.Parent
+		}
+	}
+	files, err := os.ReadDir(s.layerDir())
+	if err != nil {
+		return nil, err
+	}
+	var freed []string
+	for _, f := range files {
+		d := strings.TrimSuffix(f.Name(), ".json")
+		if keep[d] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.layerDir(), f.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return freed, err
+		}
+		if !strings.HasSuffix(f.Name(), ".json") {
+			freed = append(freed, d)
+		}
+	}
+	return freed, nil
+}
+
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, ctxReader{ctx, f})
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func copyFile(ctx context.Context, src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, ctxReader{ctx, in}); err != nil {
+		out.Close()
+		return err
+	}
+	return errors.Join(out.Sync(), out.Close())
+}
+
+// ctxReader stops a long copy or hash when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,116 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func qemuImg(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+	}
+}
+
+// A base, a layer on it, a layer on that: names keep what they need, removing frees the rest.
+func TestStoreLayersNamesAndCollection(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "source cache" file, named by its sha256 as the cache names it.
+	src := filepath.Join(dir, "src.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", src, "64M")
+	digest, _, err := hashFile(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := s.AddBase(ctx, src, digest, "qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.AddBase(ctx, src, digest, "qcow2"); err != nil || again.Path != base.Path {
+		t.Fatalf("adding the base again = %+v, %v", again, err)
+	}
+
+	addOn := func(parent Layer, data string) Layer {
+		t.Helper()
+		tmpDir, err := s.TempDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(tmpDir)
+		tmp := filepath.Join(tmpDir, "layer.qcow2")
+		qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent.Path, "-F", parent.Format, tmp)
+		if out, err := exec.Command("qemu-io", "-c", "write -P 0x"+data+" 0 64k", tmp).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-io: %v\n%s", err, out)
+		}
+		l, err := s.AddLayer(ctx, tmp, parent.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	web := addOn(base, "aa")
+	if err := s.Tag(ctx, Image{Name: "web", Layer: web.Digest, Recipe: "web.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	app := addOn(web, "bb")
+	if err := s.Tag(ctx, Image{Name: "app", Layer: app.Digest}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, chain, err := s.Lookup("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != 3 || chain[0].Digest != app.Digest || chain[1].Digest != web.Digest || chain[2].Digest != base.Digest {
+		t.Fatalf("app's chain = %+v", chain)
+	}
+	qemuImg(t, "check", "-q", app.Path) // the stored overlay opens through its backing chain
+
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Name != "app" || list[1].Name != "web" {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+
+	// web's name goes, but app still needs web's layer and the base.
+	freed, err := s.Remove(ctx, "web")
+	if err != nil || len(freed) != 0 {
+		t.Fatalf("Remove(web) freed %v, %v; want nothing", freed, err)
+	}
+	if _, _, err := s.Lookup("web"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Lookup(web) after removal: %v", err)
+	}
+	freed, err = s.Remove(ctx, "app")
+	slices.Sort(freed)
+	want := []string{app.Digest, web.Digest, base.Digest}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(freed, want) {
+		t.Fatalf("Remove(app) freed %v, %v; want %v", freed, err, want)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "images", "layers")); len(left) != 0 {
+		t.Fatalf("layers left: %v", left)
+	}
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("the source file must survive its base layer: %v", err)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{{"debian-12", true}, {"a.b_c", true}, {"", false}, {"../x", false}, {"-x", false}, {"a/b", false}} {
+		if err := CheckName(tt.name); (err == nil) != tt.ok {
+			t.Errorf("CheckName(%q) = %v", tt.name, err)
+		}
+	}
+}
