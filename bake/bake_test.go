@@ -188,6 +188,39 @@ outputs:
 	if strings.Contains(got, "ingot\n") && !strings.Contains(got, "'ingot': no such user") {
 		t.Errorf("the build user is still in the image: %q", got)
 	}
+	m2.Kill()
+
+	// The build was kept in the image store; a second recipe starts from it through a qcow2
+	// backing file, and is kept as a layer on it.
+	store, err := images.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Image == nil || m.Image.Name != "e2e-cloud" || m.Image.Parent == "" {
+		t.Fatalf("manifest image = %+v, want e2e-cloud on a base layer", m.Image)
+	}
+	child := `name: e2e-child
+source: { image: e2e-cloud }
+machine: { cpus: 2, memory: 1GiB, firmware: bios }
+provision:
+  - shell: grep -q "hello from" /etc/from-shell && echo child > /etc/child
+outputs: [ { format: qcow2 } ]
+`
+	res2, _, err := runBuild(t, child, nil, func(o *bake.Options) { o.Images = store })
+	if err != nil {
+		t.Fatalf("build from the stored image: %v", err)
+	}
+	if im := res2.Manifest.Image; im == nil || im.Parent != m.Image.Layer {
+		t.Fatalf("the child's manifest image = %+v, want a layer on %s", im, m.Image.Layer)
+	}
+	_, chain, err := store.Lookup("e2e-child")
+	if err != nil || len(chain) != 3 {
+		t.Fatalf("e2e-child's chain = %+v, %v; want child, e2e-cloud, base", chain, err)
+	}
+	info, err := execx.Output(context.Background(), "qemu-img", "info", "--output=json", chain[0].Path)
+	if err != nil || !strings.Contains(string(info), chain[1].Path) {
+		t.Errorf("the child layer does not back on e2e-cloud's layer %s: %v %s", chain[1].Path, err, info)
+	}
 }
 
 // A build from the test installer ISO: kernel and initrd taken from the ISO, "autoinstall" added,
