@@ -85,36 +85,34 @@ func cloudSpec(t *testing.T, fw firmware.Kind, name string) (hypervisor.Spec, te
 	}, access
 }
 
-// BIOS guest: boots to SSH, then panics; the panic is an error carrying the console tail.
-func TestBIOSBootToSSHAndPanicReported(t *testing.T) {
+// A guest kernel panic ends the machine with an error carrying the panic line and the console
+// tail. The cloud kernel (from the installer ISO) is booted directly without an initrd or a root
+// disk, so it panics within seconds: a full boot to SSH proves nothing more about the reporting.
+// BIOS boots to SSH through this driver in the bake tests (their recipes use firmware: bios).
+func TestPanicReportedWithConsoleTail(t *testing.T) {
 	t.Parallel()
+	iso := testguest.InstallerISO(t)
+	dir := workDir(t)
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := execx.Run(context.Background(), "xorriso", "-osirrox", "on", "-indev", iso.ISO, "-extract", "/casper/vmlinuz", kernel); err != nil {
+		t.Fatal(err)
+	}
 	d := qemu.New(qemu.WithLogger(testLogger(t)))
-	spec, access := cloudSpec(t, firmware.BIOS, "bios")
-	m := start(t, d, spec)
-	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
-	out, err := testguest.Run(c, "test -d /sys/firmware/efi && echo uefi || echo bios; cloud-init status --wait")
-	if err != nil || !strings.Contains(out, "bios") || !strings.Contains(out, "status: done") {
-		t.Fatalf("guest: %v: %s", err, out)
-	}
-	// The session never returns: the guest dies under it. Start it and do not wait.
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Start("sudo -n sh -c 'echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger'"); err != nil {
-		t.Fatal(err)
-	}
+	m := start(t, d, hypervisor.Spec{Name: "panic", WorkDir: dir, MemoryMiB: 256, Firmware: firmware.BIOS,
+		Kernel: kernel, Append: "console=ttyS0,115200n8 root=/dev/vda"})
 	select {
 	case <-m.Done():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the guest panicked but the machine did not report it within 2 minutes")
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the guest did not panic, or the machine did not report it, within 3 minutes")
 	}
 	var ge *hypervisor.GuestError
 	if err := m.Err(); !errors.As(err, &ge) {
 		t.Fatalf("Err() = %v, want a *GuestError", err)
 	}
-	if !strings.Contains(ge.Error(), "panic") || !strings.Contains(ge.Error(), "Kernel panic - not syncing: sysrq triggered crash") {
-		t.Errorf("the panic error does not say what happened:\n%v", ge)
+	for _, want := range []string{"panic", "Kernel panic - not syncing: VFS: Unable to mount root fs", "Call Trace"} {
+		if !strings.Contains(ge.Error(), want) {
+			t.Errorf("the panic error does not say %q:\n%v", want, ge)
+		}
 	}
 	t.Logf("reported: %v", ge)
 }
