@@ -18,8 +18,15 @@ const waitingMsg = "waiting for another build fetching the same file"
 func TestFetchConcurrentGoroutines(t *testing.T) {
 	// The first fetcher's download is held at the server until every other fetcher is known to
 	// be waiting on the lock, so the test proves they waited rather than came late.
-	const n = 4
 	data, sum := payload(128 << 10)
+	pins := []struct{ name, pin string }{{"sha256", sum}, {"sha512", "sha512:" + sum512Of(data)}}
+	for _, p := range pins {
+		t.Run(p.name, func(t *testing.T) { fetchConcurrently(t, data, sum, p.pin) })
+	}
+}
+
+func fetchConcurrently(t *testing.T, data []byte, sum, pin string) {
+	const n = 4
 	release := make(chan struct{})
 	srv := newServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		<-release
@@ -27,7 +34,7 @@ func TestFetchConcurrentGoroutines(t *testing.T) {
 	})
 	dir := t.TempDir()
 	waiting := make(chan struct{}, n)
-	in := Input{URL: srv.URL + "/img", SHA256: sum}
+	in := Input{URL: srv.URL + "/img", SHA256: pin}
 
 	type result struct {
 		path string

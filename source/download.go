@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -42,31 +43,59 @@ func (m partMeta) validator() string {
 	return m.LastModified
 }
 
-func (f *Fetcher) readPartMeta(digest string) (partMeta, error) {
+func (f *Fetcher) readPartMeta(key string) (partMeta, error) {
 	var m partMeta
-	b, err := os.ReadFile(f.partMetaPath(digest))
+	b, err := os.ReadFile(f.partMetaPath(key))
 	if err != nil {
 		return m, err
 	}
 	return m, json.Unmarshal(b, &m)
 }
 
-func (f *Fetcher) writePartMeta(digest string, m partMeta) error {
+func (f *Fetcher) writePartMeta(key string, m partMeta) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return renameio.WriteFile(f.partMetaPath(digest), b, 0o600)
+	return renameio.WriteFile(f.partMetaPath(key), b, 0o600)
 }
 
-// part is a download in progress into <partial>/<digest>.part. The hash covers exactly the bytes
+// hasher hashes content as it is written: always with sha256, which names the cache entry, and
+// also with the pinned algorithm when that is another one. sha512 is not computed for sha256
+// pins: it would slow down copies of large local files for nobody.
+type hasher struct {
+	sha256 hash.Hash
+	pinned hash.Hash // sha256 itself for a sha256 pin
+	w      io.Writer
+}
+
+func newHasher(want digest) *hasher {
+	h := &hasher{sha256: sha256.New()}
+	h.pinned, h.w = h.sha256, h.sha256
+	if want.algo == sha512Algo {
+		h.pinned = sha512.New()
+		h.w = io.MultiWriter(h.sha256, h.pinned)
+	}
+	return h
+}
+
+func (h *hasher) Write(p []byte) (int, error) { return h.w.Write(p) }
+
+func (h *hasher) Reset() { h.sha256.Reset(); h.pinned.Reset() }
+
+// sums returns the sha256 of what was written, and its digest under the pinned algorithm.
+func (h *hasher) sums() (sum, pinned string) {
+	return hex.EncodeToString(h.sha256.Sum(nil)), hex.EncodeToString(h.pinned.Sum(nil))
+}
+
+// part is a download in progress into <partial>/<key>.part. The hashes cover exactly the bytes
 // in the file, so verification needs no second pass over it.
 type part struct {
 	f       *Fetcher
 	loc     location
-	digest  string
+	key     string // want.key()
 	file    *os.File
-	h       hash.Hash
+	h       *hasher
 	size    int64 // bytes in file, and in h
 	high    int64 // the most bytes any attempt reached: progress beyond it resets the retry count
 	total   int64 // full size, -1 if unknown
@@ -75,56 +104,54 @@ type part struct {
 	tr      progress.Tracker
 }
 
-// download fetches loc into the cache entry for digest, resuming a partial download if one is
-// left over. If a resumed download fails verification, the fault may be ours (the file changed
-// between the two halves and the server could not tell), so it starts over once before
-// reporting a mismatch.
-func (f *Fetcher) download(ctx context.Context, loc location, digest string, p pin) (err error) {
+// download fetches loc into the cache, verifying it against want, and returns the sha256 it is
+// stored under. It resumes a partial download if one is left over; the hashes then cover the
+// bytes from before too, so the whole file is verified. If a resumed download fails
+// verification, the fault may be ours (the file changed between the two halves and the server
+// could not tell), so it starts over once before reporting a mismatch.
+func (f *Fetcher) download(ctx context.Context, loc location, want digest, p pin) (sum string, err error) {
 	tr := f.progress.Start(loc.baseName(), 0)
 	defer func() { tr.Done(err) }()
 	for fresh := false; ; fresh = true {
-		pt, err := f.openPart(ctx, loc, digest, tr, fresh)
+		pt, err := f.openPart(ctx, loc, want, tr, fresh)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if err := f.retry(ctx, loc.String(), pt.attempt); err != nil {
-			return pt.abandon(err)
+			return "", pt.abandon(err)
 		}
-		actual := hex.EncodeToString(pt.h.Sum(nil))
-		if actual == digest {
-			err := f.commit(pt.file, digest, loc)
+		sum, actual := pt.h.sums()
+		if actual == want.hex {
+			err := f.commit(ctx, pt.file, sum, want, loc)
 			err = errors.Join(err, pt.file.Close())
 			if err != nil {
-				return fmt.Errorf("store in cache: %w", err)
+				return "", fmt.Errorf("store in cache: %w", err)
 			}
-			if err := removeIfExists(f.partMetaPath(digest)); err != nil {
+			if err := removeIfExists(f.partMetaPath(pt.key)); err != nil {
 				f.log.Warn("remove partial download metadata", "err", err)
 			}
-			f.log.Info("source fetched", "url", loc.String(), "sha256", digest, "size", progress.Bytes(pt.size))
-			return nil
+			f.log.Info("source fetched", "url", loc.String(), "sha256", sum, want.logPin(), "size", progress.Bytes(pt.size))
+			return sum, nil
 		}
 		pt.discard()
 		if pt.resumed && !fresh {
-			f.log.Warn("sha256 mismatch after resuming a download; downloading it again from the start",
-				"url", loc.String(), "expected", digest, "actual", actual)
+			f.log.Warn(want.algo+" mismatch after resuming a download; downloading it again from the start",
+				"url", loc.String(), "expected", want.hex, "actual", actual)
 			continue
 		}
-		mm := &MismatchError{URL: loc.String(), Expected: digest, Actual: actual}
-		if p.sums != nil {
-			mm.ChecksumFile = p.sums.String()
-		}
-		return mm
+		return "", mismatch(loc, want, actual, p)
 	}
 }
 
-// openPart opens the partial download for digest, keeping what an earlier attempt left if it
-// can be resumed from loc (and fresh is false).
-func (f *Fetcher) openPart(ctx context.Context, loc location, digest string, tr progress.Tracker, fresh bool) (*part, error) {
-	file, err := os.OpenFile(f.partPath(digest), os.O_RDWR|os.O_CREATE, 0o600)
+// openPart opens the partial download for want, keeping what an earlier attempt left if it can
+// be resumed from loc (and fresh is false).
+func (f *Fetcher) openPart(ctx context.Context, loc location, want digest, tr progress.Tracker, fresh bool) (*part, error) {
+	key := want.key()
+	file, err := os.OpenFile(f.partPath(key), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open partial download: %w", err)
 	}
-	pt := &part{f: f, loc: loc, digest: digest, file: file, h: sha256.New(), total: -1, tr: tr}
+	pt := &part{f: f, loc: loc, key: key, file: file, h: newHasher(want), total: -1, tr: tr}
 	fi, err := file.Stat()
 	if err != nil {
 		file.Close()
@@ -133,7 +160,7 @@ func (f *Fetcher) openPart(ctx context.Context, loc location, digest string, tr 
 	if fresh || fi.Size() == 0 {
 		return pt, pt.reset()
 	}
-	m, err := f.readPartMeta(digest)
+	m, err := f.readPartMeta(key)
 	switch {
 	case err != nil:
 		f.log.Info("partial download of unknown origin; starting over", "path", file.Name(), "err", err)
@@ -157,7 +184,7 @@ func (pt *part) reset() error {
 	pt.h.Reset()
 	pt.size, pt.total, pt.meta, pt.resumed = 0, -1, partMeta{}, false
 	pt.tr.SetCurrent(0)
-	err := errors.Join(pt.file.Truncate(0), removeIfExists(pt.f.partMetaPath(pt.digest)))
+	err := errors.Join(pt.file.Truncate(0), removeIfExists(pt.f.partMetaPath(pt.key)))
 	if err != nil {
 		pt.file.Close()
 		return fmt.Errorf("reset partial download: %w", err)
@@ -168,7 +195,7 @@ func (pt *part) reset() error {
 // discard deletes the partial download.
 func (pt *part) discard() {
 	pt.file.Close()
-	if err := errors.Join(removeIfExists(pt.file.Name()), removeIfExists(pt.f.partMetaPath(pt.digest))); err != nil {
+	if err := errors.Join(removeIfExists(pt.file.Name()), removeIfExists(pt.f.partMetaPath(pt.key))); err != nil {
 		pt.f.log.Warn("remove partial download", "err", err)
 	}
 }
@@ -235,7 +262,7 @@ func (pt *part) attempt(ctx context.Context) (progressed bool, err error) {
 		}
 		pt.total = resp.ContentLength
 		pt.meta = partMeta{URL: pt.loc.url.String(), ETag: strongETag(resp.Header.Get("ETag")), LastModified: resp.Header.Get("Last-Modified")}
-		if err := f.writePartMeta(pt.digest, pt.meta); err != nil {
+		if err := f.writePartMeta(pt.key, pt.meta); err != nil {
 			return false, fmt.Errorf("record partial download: %w", err)
 		}
 	case http.StatusRequestedRangeNotSatisfiable:

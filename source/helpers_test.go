@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -32,6 +33,11 @@ func payload(n int) ([]byte, string) {
 
 func sumOf(b []byte) string {
 	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func sum512Of(b []byte) string {
+	s := sha512.Sum512(b)
 	return hex.EncodeToString(s[:])
 }
 

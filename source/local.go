@@ -2,8 +2,6 @@ package source
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,25 +16,26 @@ import (
 // maxSumsSize bounds a checksum file: the real ones are a few KiB; anything huge is a mistake.
 const maxSumsSize = 8 << 20
 
-// copyLocal copies a local file into the cache entry for digest, verifying it on the way. Where
-// the file system can (btrfs, XFS), the copy is a reflink that costs no space; the hash is then
-// taken from the clone, so what was verified is what is kept, whatever happens to the original.
-func (f *Fetcher) copyLocal(ctx context.Context, loc location, digest string, p pin) (err error) {
+// copyLocal copies a local file into the cache, verifying it against want on the way, and returns
+// the sha256 it is stored under. Where the file system can (btrfs, XFS), the copy is a reflink
+// that costs no space; the hash is then taken from the clone, so what was verified is what is
+// kept, whatever happens to the original.
+func (f *Fetcher) copyLocal(ctx context.Context, loc location, want digest, p pin) (sum string, err error) {
 	src, err := os.Open(loc.path)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer src.Close()
 	fi, err := src.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+		return "", fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
 	}
-	tmp, err := os.CreateTemp(f.partialDir(), digest+".*.copy")
+	tmp, err := os.CreateTemp(f.partialDir(), want.key()+".*.copy")
 	if err != nil {
-		return fmt.Errorf("copy into cache: %w", err)
+		return "", fmt.Errorf("copy into cache: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -48,7 +47,7 @@ func (f *Fetcher) copyLocal(ctx context.Context, loc location, digest string, p 
 
 	tr := f.progress.Start(loc.baseName(), fi.Size())
 	defer func() { tr.Done(err) }()
-	h := sha256.New()
+	h := newHasher(want)
 	if unix.IoctlFileClone(int(tmp.Fd()), int(src.Fd())) == nil {
 		f.log.Debug("reflinked into the cache", "path", loc.path)
 		_, err = io.Copy(io.MultiWriter(h, progress.Writer(tr)), ctxReader{ctx, tmp})
@@ -56,24 +55,21 @@ func (f *Fetcher) copyLocal(ctx context.Context, loc location, digest string, p 
 		_, err = io.Copy(io.MultiWriter(tmp, h, progress.Writer(tr)), ctxReader{ctx, src})
 	}
 	if err != nil {
-		return fmt.Errorf("copy into cache: %w", err)
+		return "", fmt.Errorf("copy into cache: %w", err)
 	}
-	if actual := hex.EncodeToString(h.Sum(nil)); actual != digest {
-		mm := &MismatchError{URL: loc.String(), Expected: digest, Actual: actual}
-		if p.sums != nil {
-			mm.ChecksumFile = p.sums.String()
-		}
-		return mm
+	sum, actual := h.sums()
+	if actual != want.hex {
+		return "", mismatch(loc, want, actual, p)
 	}
-	if err := f.commit(tmp, digest, loc); err != nil {
-		return fmt.Errorf("store in cache: %w", err)
+	if err := f.commit(ctx, tmp, sum, want, loc); err != nil {
+		return "", fmt.Errorf("store in cache: %w", err)
 	}
 	committed = true
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("store in cache: %w", err)
+		return "", fmt.Errorf("store in cache: %w", err)
 	}
-	f.log.Info("source copied into the cache", "path", loc.path, "sha256", digest, "size", progress.Bytes(fi.Size()))
-	return nil
+	f.log.Info("source copied into the cache", "path", loc.path, "sha256", sum, want.logPin(), "size", progress.Bytes(fi.Size()))
+	return sum, nil
 }
 
 // readSums reads a checksum file. It is not cached: a checksum file is how upstream says which

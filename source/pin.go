@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -13,18 +14,75 @@ import (
 	"strings"
 )
 
+// The algorithms a pin may name. The cache is keyed by sha256 whatever the pin says.
+const (
+	sha256Algo = "sha256"
+	sha512Algo = "sha512"
+)
+
+// digestLen is the length in hex digits of each algorithm's digest.
+var digestLen = map[string]int{sha256Algo: 64, sha512Algo: 128}
+
+// otherAlgo is the algorithm a checksum-file pin falls back to when the file does not list the
+// input with the pinned one.
+var otherAlgo = map[string]string{sha256Algo: sha512Algo, sha512Algo: sha256Algo}
+
+// digest is what a pin resolves to: the hash that the content must have.
+type digest struct {
+	algo string // sha256Algo or sha512Algo
+	hex  string // lower case
+}
+
+func (d digest) String() string { return d.algo + ":" + d.hex }
+
+// logPin is a log attribute for the pin beside the sha256 that names the content: the sha512, or
+// for a sha256 pin an empty Attr, which slog's handlers drop.
+func (d digest) logPin() slog.Attr {
+	if d.algo == sha256Algo {
+		return slog.Attr{}
+	}
+	return slog.String(d.algo, d.hex)
+}
+
+// key names the partial download and the lock of a fetch for d: the sha256 itself (the names
+// partial/ and locks/ always had), or "sha512-HEX", whose "-" no sha256 name has.
+func (d digest) key() string {
+	if d.algo == sha256Algo {
+		return d.hex
+	}
+	return d.algo + "-" + d.hex
+}
+
+// parseKey is the inverse of digest.key.
+func parseKey(s string) (digest, bool) {
+	if h, ok := strings.CutPrefix(s, sha512Algo+"-"); ok {
+		return digest{algo: sha512Algo, hex: h}, isHexDigest(h, sha512Algo)
+	}
+	return digest{algo: sha256Algo, hex: s}, isHexDigest(s, sha256Algo)
+}
+
 // pin is a parsed Input.SHA256: either the digest itself or where to look it up.
 type pin struct {
-	digest string    // 64 lowercase hex digits, or "" when sums is set
+	algo   string    // sha256Algo or sha512Algo: digest's, or the one wanted from sums
+	digest string    // lower-case hex, or "" when sums is set
 	sums   *location // a checksum file listing the input by its base name
 }
 
-// parsePin accepts "HEX", "sha256:HEX" and "file:LOCATION" (a checksum file, as Packer's
-// iso_checksum does). Digests are case-insensitive and returned in lower case.
+// parsePin accepts "HEX" (a sha256), "sha256:HEX", "sha512:HEX", and a checksum file (as
+// Packer's iso_checksum does): "file:LOCATION" or "sha256:file:LOCATION" want its sha256 entry,
+// "sha512:file:LOCATION" its sha512 entry; either falls back to the other algorithm's entry (see
+// lookupSum). A bare 128-digit digest is refused rather than guessed to be a sha512: the recipe
+// says which algorithm it means. Digests are case-insensitive and returned in lower case.
 func parsePin(s string) (pin, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return pin{}, ErrUnpinned
+	}
+	algo := sha256Algo
+	if rest, ok := cutPrefixFold(s, "sha256:"); ok {
+		s = strings.TrimSpace(rest)
+	} else if rest, ok := cutPrefixFold(s, "sha512:"); ok {
+		algo, s = sha512Algo, strings.TrimSpace(rest)
 	}
 	if rest, ok := cutPrefixFold(s, "file:"); ok {
 		rest = strings.TrimSpace(rest)
@@ -35,38 +93,45 @@ func parsePin(s string) (pin, error) {
 		if err != nil {
 			return pin{}, fmt.Errorf("%w: checksum file: %w", ErrInvalidPin, err)
 		}
-		return pin{sums: &loc}, nil
+		return pin{algo: algo, sums: &loc}, nil
 	}
-	if rest, ok := cutPrefixFold(s, "sha256:"); ok {
-		s = strings.TrimSpace(rest)
-	} else if algo, _, ok := strings.Cut(s, ":"); ok {
-		return pin{}, fmt.Errorf("%w: %q: only sha256 is supported, not %s", ErrInvalidPin, s, algo)
+	if other, _, ok := strings.Cut(s, ":"); ok {
+		return pin{}, fmt.Errorf("%w: %q: only sha256 and sha512 are supported, not %s", ErrInvalidPin, s, other)
 	}
-	d, err := parseDigest(s)
+	d, err := parseDigest(s, algo)
 	if err != nil {
 		return pin{}, err
 	}
-	return pin{digest: d}, nil
+	return pin{algo: algo, digest: d}, nil
 }
 
-// parseDigest checks that s is a sha256 in hex and returns it in lower case.
-func parseDigest(s string) (string, error) {
-	if len(s) != 2*32 {
+// parseDigest checks that s is a digest of algo in hex and returns it in lower case.
+func parseDigest(s, algo string) (string, error) {
+	if want := digestLen[algo]; len(s) != want {
 		hint := ""
 		switch len(s) {
 		case 2 * 16:
 			hint = " (an md5?)"
 		case 2 * 20:
 			hint = " (a sha1?)"
+		case 2 * 32:
+			hint = " (a sha256? write sha256:HEX)"
 		case 2 * 64:
-			hint = " (a sha512?)"
+			hint = " (a sha512? write sha512:HEX)"
 		}
-		return "", fmt.Errorf("%w: %q has %d characters%s, a sha256 has 64 hex digits", ErrInvalidPin, s, len(s), hint)
+		return "", fmt.Errorf("%w: %q has %d characters%s, not the %d hex digits of a %s (a sha256 has 64, a sha512 128)",
+			ErrInvalidPin, s, len(s), hint, want, algo)
 	}
 	if _, err := hex.DecodeString(s); err != nil {
 		return "", fmt.Errorf("%w: %q is not hexadecimal", ErrInvalidPin, s)
 	}
 	return strings.ToLower(s), nil
+}
+
+// isHexDigest reports whether s is a digest of algo in lower-case hex, as cache file names are.
+func isHexDigest(s, algo string) bool {
+	_, err := parseDigest(s, algo)
+	return err == nil && s == strings.ToLower(s)
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -144,14 +209,19 @@ func redact(u *url.URL) string {
 	return c.Redacted()
 }
 
-// lookupSum finds the sha256 of name in a checksum file: GNU coreutils lines ("HASH  name",
+// lookupSum finds the digest of name in a checksum file: GNU coreutils lines ("HASH  name",
 // "HASH *name", names optionally "./"-prefixed or backslash-escaped) and BSD/OpenSSL lines
 // ("SHA256 (name) = HASH"), as Debian, Ubuntu and Fedora publish them. Anything else (comments,
 // PGP armour, other algorithms) is skipped. An entry in a subdirectory ("dir/name") matches only
 // when no entry names the file directly, and only if all such entries agree.
-func lookupSum(data []byte, name string) (string, error) {
-	var exact, byBase []string
-	var otherAlgo string
+//
+// The entry for the algorithm the pin wants (prefer) is taken if there is one; else the other of
+// sha256 and sha512. Both are sound, and the checksum file is what the user vouched for, so a
+// plain `file:` pin on Debian's SHA512SUMS works as well as `sha512:file:`.
+func lookupSum(data []byte, name, prefer string) (digest, error) {
+	// Candidates by how well the name matched, then by algorithm.
+	exact, byBase := map[string][]string{}, map[string][]string{}
+	var unsupported string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -164,38 +234,41 @@ func lookupSum(data []byte, name string) (string, error) {
 		if file != name && base != name {
 			continue
 		}
-		if algo != "sha256" {
-			otherAlgo = algo
+		if _, ok := digestLen[algo]; !ok {
+			unsupported = algo
 			continue
 		}
-		d, err := parseDigest(sum)
+		d, err := parseDigest(sum, algo)
 		if err != nil {
-			return "", fmt.Errorf("entry for %s: %w", name, err)
+			return digest{}, fmt.Errorf("entry for %s: %w", name, err)
 		}
 		if file == name {
-			exact = append(exact, d)
+			exact[algo] = append(exact[algo], d)
 		} else {
-			byBase = append(byBase, d)
+			byBase[algo] = append(byBase[algo], d)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", err
+		return digest{}, err
 	}
-	for _, found := range [][]string{exact, byBase} {
-		if len(found) == 0 {
-			continue
-		}
-		for _, d := range found[1:] {
-			if d != found[0] {
-				return "", fmt.Errorf("%w: %q is listed with different sums (%s, %s)", ErrNoSum, name, found[0], d)
+	for _, class := range []map[string][]string{exact, byBase} {
+		for _, algo := range []string{prefer, otherAlgo[prefer]} {
+			found := class[algo]
+			if len(found) == 0 {
+				continue
 			}
+			for _, d := range found[1:] {
+				if d != found[0] {
+					return digest{}, fmt.Errorf("%w: %q is listed with different %s sums (%s, %s)", ErrNoSum, name, algo, found[0], d)
+				}
+			}
+			return digest{algo: algo, hex: found[0]}, nil
 		}
-		return found[0], nil
 	}
-	if otherAlgo != "" {
-		return "", fmt.Errorf("%w: %q is listed only with a %s sum; use the SHA256SUMS file or pin the sha256 itself", ErrNoSum, name, otherAlgo)
+	if unsupported != "" {
+		return digest{}, fmt.Errorf("%w: %q is listed only with a %s sum; use the SHA256SUMS or SHA512SUMS file, or pin the sha256 itself", ErrNoSum, name, unsupported)
 	}
-	return "", fmt.Errorf("%w (no line names %q)", ErrNoSum, name)
+	return digest{}, fmt.Errorf("%w (no line names %q)", ErrNoSum, name)
 }
 
 // taggedSumLine matches the BSD/OpenSSL checksum line: algorithm, file name, digest.

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"os"
@@ -12,31 +13,51 @@ import (
 const (
 	sumA = "5f2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff001"
 	sumB = "0000000000000000000000000000000000000000000000000000000000000abc"
+	// sha512s, as Debian's SHA512SUMS lists them.
+	sum512A = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" +
+		"fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	sum512B = "0000000000000000000000000000000000000000000000000000000000000000" +
+		"0000000000000000000000000000000000000000000000000000000000000def"
 )
 
 func TestParsePin(t *testing.T) {
-	upper := strings.ToUpper(sumA)
+	upper, upper512 := strings.ToUpper(sumA), strings.ToUpper(sum512A)
 	tests := []struct {
 		in       string
+		algo     string
 		digest   string
 		sums     string
 		wantErr  error
 		errMatch string
 	}{
-		{in: sumA, digest: sumA},
-		{in: upper, digest: sumA},
-		{in: "sha256:" + sumA, digest: sumA},
-		{in: "SHA256:" + upper, digest: sumA},
-		{in: "  " + sumA + "\n", digest: sumA},
-		{in: "file:https://example.org/SHA256SUMS", sums: "https://example.org/SHA256SUMS"},
-		{in: "file:./SHA256SUMS", sums: "SHA256SUMS"},
-		{in: "file:file:///srv/SHA256SUMS", sums: "/srv/SHA256SUMS"},
+		{in: sumA, algo: "sha256", digest: sumA},
+		{in: upper, algo: "sha256", digest: sumA},
+		{in: "sha256:" + sumA, algo: "sha256", digest: sumA},
+		{in: "SHA256:" + upper, algo: "sha256", digest: sumA},
+		{in: "  " + sumA + "\n", algo: "sha256", digest: sumA},
+		{in: "sha512:" + sum512A, algo: "sha512", digest: sum512A},
+		{in: "SHA512: " + upper512, algo: "sha512", digest: sum512A},
+		{in: "file:https://example.org/SHA256SUMS", algo: "sha256", sums: "https://example.org/SHA256SUMS"},
+		{in: "file:./SHA256SUMS", algo: "sha256", sums: "SHA256SUMS"},
+		{in: "file:file:///srv/SHA256SUMS", algo: "sha256", sums: "/srv/SHA256SUMS"},
+		{in: "sha256:file:/srv/SHA256SUMS", algo: "sha256", sums: "/srv/SHA256SUMS"},
+		// What recipes.DiskSource.Pin passes for `sha512: file:…`.
+		{in: "sha512:file:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS", algo: "sha512",
+			sums: "https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS"},
+		{in: "Sha512: FILE: ./SHA512SUMS", algo: "sha512", sums: "SHA512SUMS"},
 		{in: "", wantErr: ErrUnpinned},
-		{in: sumA[:63], wantErr: ErrInvalidPin, errMatch: "63 characters"},
-		{in: strings.Repeat("a", 128), wantErr: ErrInvalidPin, errMatch: "sha512?"},
+		{in: sumA[:63], wantErr: ErrInvalidPin, errMatch: "63 characters, not the 64 hex digits of a sha256 (a sha256 has 64, a sha512 128)"},
+		{in: strings.Repeat("a", 128), wantErr: ErrInvalidPin, errMatch: "(a sha512? write sha512:HEX)"},
+		{in: "sha512:" + sumA, wantErr: ErrInvalidPin, errMatch: "(a sha256? write sha256:HEX), not the 128 hex digits of a sha512"},
+		{in: "sha512:" + sum512A[:127], wantErr: ErrInvalidPin, errMatch: "127 characters"},
+		{in: "sha256:" + sum512A, wantErr: ErrInvalidPin, errMatch: "a sha512?"},
+		{in: "sha512:", wantErr: ErrInvalidPin, errMatch: "0 characters"},
+		{in: "sha512:" + strings.Repeat("g", 128), wantErr: ErrInvalidPin, errMatch: "not hexadecimal"},
 		{in: strings.Repeat("g", 64), wantErr: ErrInvalidPin, errMatch: "not hexadecimal"},
-		{in: "md5:d41d8cd98f00b204e9800998ecf8427e", wantErr: ErrInvalidPin, errMatch: "only sha256"},
+		{in: "md5:d41d8cd98f00b204e9800998ecf8427e", wantErr: ErrInvalidPin, errMatch: "only sha256 and sha512"},
+		{in: "sha3-512:" + sum512A, wantErr: ErrInvalidPin, errMatch: "not sha3-512"},
 		{in: "file:", wantErr: ErrInvalidPin},
+		{in: "sha512:file:", wantErr: ErrInvalidPin, errMatch: "names no checksum file"},
 		{in: "file:ftp://example.org/SUMS", wantErr: ErrInvalidPin, errMatch: "unsupported scheme"},
 	}
 	for _, tt := range tests {
@@ -55,8 +76,8 @@ func TestParsePin(t *testing.T) {
 			if p.sums != nil {
 				sums = p.sums.String()
 			}
-			if p.digest != tt.digest || sums != tt.sums {
-				t.Errorf("parsePin = digest %q, sums %q; want %q, %q", p.digest, sums, tt.digest, tt.sums)
+			if p.algo != tt.algo || p.digest != tt.digest || sums != tt.sums {
+				t.Errorf("parsePin = %s %q, sums %q; want %s %q, %q", p.algo, p.digest, sums, tt.algo, tt.digest, tt.sums)
 			}
 		})
 	}
@@ -102,9 +123,12 @@ func TestParseLocation(t *testing.T) {
 func TestLookupSum(t *testing.T) {
 	const name = "debian-12-genericcloud-amd64.qcow2"
 	tests := []struct {
-		name, file, want string
-		wantErr          error
-		errMatch         string
+		name, file string
+		prefer     string // the pin's algorithm; "" is sha256
+		want       string
+		wantAlgo   string // of want; "" is sha256
+		wantErr    error
+		errMatch   string
 	}{{
 		name: "GNU text mode",
 		file: sumB + "  debian-12-genericcloud-amd64.raw\n" + sumA + "  " + name + "\n",
@@ -154,22 +178,70 @@ func TestLookupSum(t *testing.T) {
 		name:     "subdirectory entries disagree",
 		file:     sumB + "  arm64/" + name + "\n" + sumA + "  amd64/" + name + "\n",
 		wantErr:  ErrNoSum,
-		errMatch: "different sums",
+		errMatch: "different sha256 sums",
 	}, {
 		name:     "not listed",
 		file:     sumA + "  other.qcow2\n",
 		wantErr:  ErrNoSum,
 		errMatch: "no line names",
 	}, {
-		name:     "only sha512 (SHA512SUMS)",
-		file:     strings.Repeat("ab", 64) + "  " + name + "\n",
+		name:     "only md5",
+		file:     "d41d8cd98f00b204e9800998ecf8427e  " + name + "\n",
 		wantErr:  ErrNoSum,
-		errMatch: "only with a sha512 sum",
+		errMatch: "only with a md5 sum; use the SHA256SUMS or SHA512SUMS file",
+	}, {
+		name:     "Debian SHA512SUMS, sha512 pin",
+		file:     sum512B + "  debian-12-genericcloud-amd64.raw\n" + sum512A + "  " + name + "\n",
+		prefer:   "sha512",
+		want:     sum512A,
+		wantAlgo: "sha512",
+	}, {
+		// A plain file: pin on a SHA512SUMS: the only entry there is, is used.
+		name:     "Debian SHA512SUMS, sha256 pin falls back to sha512",
+		file:     sum512B + "  debian-12-genericcloud-amd64.raw\n" + sum512A + "  " + name + "\n",
+		want:     sum512A,
+		wantAlgo: "sha512",
+	}, {
+		name:     "sha512 pin falls back to sha256",
+		file:     sumA + "  " + name + "\n",
+		prefer:   "sha512",
+		want:     sumA,
+		wantAlgo: "sha256",
 	}, {
 		name:     "BSD sha512 only",
-		file:     "SHA512 (" + name + ") = " + strings.Repeat("ab", 64) + "\n",
+		file:     "SHA512 (" + name + ") = " + strings.ToUpper(sum512A) + "\n",
+		want:     sum512A,
+		wantAlgo: "sha512",
+	}, {
+		name:     "both listed, sha512 pin takes sha512",
+		file:     "SHA256 (" + name + ") = " + sumA + "\nSHA512 (" + name + ") = " + sum512A + "\n",
+		prefer:   "sha512",
+		want:     sum512A,
+		wantAlgo: "sha512",
+	}, {
+		name:     "both listed, sha256 pin takes sha256",
+		file:     "SHA512 (" + name + ") = " + sum512A + "\nSHA256 (" + name + ") = " + sumA + "\n",
+		want:     sumA,
+		wantAlgo: "sha256",
+	}, {
+		// How precisely the name matched counts before which algorithm the pin prefers.
+		name:     "exact sha256 wins over a subdirectory sha512",
+		file:     sum512A + "  amd64/" + name + "\n" + sumA + "  " + name + "\n",
+		prefer:   "sha512",
+		want:     sumA,
+		wantAlgo: "sha256",
+	}, {
+		name:     "sha512 entries disagree",
+		file:     sum512A + "  " + name + "\n" + sum512B + "  ./" + name + "\n",
+		prefer:   "sha512",
 		wantErr:  ErrNoSum,
-		errMatch: "sha512",
+		errMatch: "different sha512 sums",
+	}, {
+		name:     "BSD SHA512 tag on a sha256-long digest",
+		file:     "SHA512 (" + name + ") = " + sumA + "\n",
+		prefer:   "sha512",
+		wantErr:  ErrInvalidPin,
+		errMatch: "entry for " + name,
 	}, {
 		name:    "prefix of another name does not match",
 		file:    sumA + "  " + name + ".sig\n",
@@ -186,15 +258,15 @@ func TestLookupSum(t *testing.T) {
 			} else if strings.Contains(tt.file, "slash") {
 				lookFor = `back\slash.img`
 			}
-			got, err := lookupSum([]byte(tt.file), lookFor)
+			got, err := lookupSum([]byte(tt.file), lookFor, cmp.Or(tt.prefer, "sha256"))
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errMatch) {
 					t.Fatalf("lookupSum error = %v, want %v containing %q", err, tt.wantErr, tt.errMatch)
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Fatalf("lookupSum = %q, %v; want %q", got, err, tt.want)
+			if want := (digest{algo: cmp.Or(tt.wantAlgo, "sha256"), hex: tt.want}); err != nil || got != want {
+				t.Fatalf("lookupSum = %v, %v; want %v", got, err, want)
 			}
 		})
 	}
