@@ -19,6 +19,7 @@ import (
 	"github.com/ingot-build/ingot/cloudinit"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/images"
+	"github.com/ingot-build/ingot/internal/progress"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -39,6 +40,8 @@ type Options struct {
 	// Images is the image store: where the built disk is kept as a named layer (step snapshot)
 	// and where source.image is looked up. Nil skips the snapshot.
 	Images *images.Store
+	// Progress shows conversions as they go (default: a log line every 10 s).
+	Progress progress.Reporter
 	// Accel overrides the recipe's machine.accel when set.
 	Accel string
 	// Tool is recorded in the manifest.
@@ -74,10 +77,8 @@ func Check(r *recipes.Recipe) error {
 	if d := r.Machine.Driver; d != "" && d != "qemu" {
 		errs = append(errs, fmt.Errorf("%s: machine.driver %q: only the qemu driver exists in this version of ingot", r.Machine.Pos, d))
 	}
-	for _, o := range r.Outputs {
-		if err := supportedOutput(o); err != nil {
-			errs = append(errs, err)
-		}
+	if _, err := outputSpecs(r); err != nil {
+		errs = append(errs, err)
 	}
 	if err := cloudinit.CheckRecipe(r.CloudInit.UserData, r.CloudInit.NetworkConfig, r.SSH.User); err != nil {
 		errs = append(errs, fmt.Errorf("%s: cloud_init: %w", r.CloudInit.Pos, err))

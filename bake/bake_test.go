@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +137,9 @@ provision:
   - file: { src: /tmp/report, dst: report.txt, direction: download }
 outputs:
   - { format: qcow2, compress: zstd }
+  - { format: raw, shrink: minimal }
+  - { format: raw, compress: zstd, bmap: true }
+  - { format: ova }
 `, img.Image, img.SHA256)
 	res, dir := build(t, recipe, map[string]string{
 		"scripts/check.sh": "#!/bin/sh\nset -e\necho \"script sees: $GREETING\"\ntest \"$(id -u)\" = 0\necho \"$GREETING\" > /etc/from-script\n",
@@ -150,8 +155,14 @@ outputs:
 	if err != nil || json.Unmarshal(data, &m) != nil {
 		t.Fatalf("manifest: %v", err)
 	}
-	if len(m.Outputs) != 1 || m.Outputs[0].File != "e2e-cloud.qcow2" || len(m.Packages) < 100 || len(m.Steps) < 8 {
-		t.Errorf("manifest: outputs %+v, %d packages, steps %+v", m.Outputs, len(m.Packages), m.Steps)
+	var files []string
+	for _, o := range m.Outputs {
+		files = append(files, o.File)
+	}
+	slices.Sort(files)
+	wantFiles := []string{"e2e-cloud.ova", "e2e-cloud.qcow2", "e2e-cloud.raw", "e2e-cloud.raw.bmap", "e2e-cloud.raw.zst"}
+	if !slices.Equal(files, wantFiles) || len(m.Packages) < 100 || len(m.Steps) < 8 {
+		t.Errorf("manifest: outputs %v (want %v), %d packages, steps %+v", files, wantFiles, len(m.Packages), m.Steps)
 	}
 	sums, _ := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
 	if !strings.Contains(string(sums), m.Outputs[0].SHA256+"  e2e-cloud.qcow2") {
@@ -163,20 +174,37 @@ outputs:
 		t.Errorf("sha256sum -c: %v %s", err, b)
 	}
 
-	// Boot the image ingot made, as a user would, and look inside.
+	// The minimal raw image ends where its last partition ends; flashed onto a bigger "card" it
+	// boots, and cloud-init grows root to fill it. This is also the check that the provisioning
+	// is in the image and the build user is not.
+	minimal := filepath.Join(out, "e2e-cloud.raw")
+	mi, err := os.Stat(minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mi.Size() >= 2<<30 {
+		t.Errorf("the minimal raw image is %d bytes, not smaller than the 2 GiB source disk", mi.Size())
+	}
+	card := filepath.Join(dir, "card.raw")
+	if err := execx.Run(context.Background(), "cp", "--sparse=always", minimal, card); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(card, 3<<30); err != nil {
+		t.Fatal(err)
+	}
 	wd := filepath.Join(dir, "boot")
 	if err := os.Mkdir(wd, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	access := testguest.NewSeed(t, wd, "check", nil)
 	m2, err := qemu.New().Start(context.Background(), hypervisor.Spec{Name: "check", WorkDir: wd, MemoryMiB: 1024,
-		Disks: []hypervisor.Disk{{Path: filepath.Join(out, "e2e-cloud.qcow2"), Format: "qcow2"}, {Path: access.Seed, Format: "raw", ReadOnly: true}}})
+		Disks: []hypervisor.Disk{{Path: card, Format: "raw"}, {Path: access.Seed, Format: "raw", ReadOnly: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m2.Kill()
 	c := access.Dial(t, m2.SSHAddr(), m2.Done(), 5*time.Minute)
-	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script; sudo -n cat /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c")
+	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script; sudo -n cat /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c; cloud-init status --wait >/dev/null; findmnt -bno SIZE /")
 	if err != nil {
 		t.Fatalf("check the image: %v\n%s", err, got)
 	}
@@ -184,6 +212,9 @@ outputs:
 		if !strings.Contains(got, want) {
 			t.Errorf("the built image shows %q, want it to contain %q", got, want)
 		}
+	}
+	if lines := strings.Fields(got); len(lines) == 0 || !grownPast(lines[len(lines)-1], 2<<30) {
+		t.Errorf("root was not grown past 2 GiB on the 3 GiB card: %q", got)
 	}
 	if strings.Contains(got, "ingot\n") && !strings.Contains(got, "'ingot': no such user") {
 		t.Errorf("the build user is still in the image: %q", got)
@@ -302,4 +333,9 @@ ssh: { timeout: 30m }
 	if out, err := exec.Command("pgrep", "-f", kept[0]).Output(); err == nil {
 		t.Errorf("QEMU still runs on the kept work dir: %s", out)
 	}
+}
+
+func grownPast(bytes string, limit int64) bool {
+	n, err := strconv.ParseInt(bytes, 10, 64)
+	return err == nil && n > limit
 }

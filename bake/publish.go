@@ -5,15 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/internal/progress"
 	"github.com/ingot-build/ingot/recipes"
 )
 
@@ -61,66 +64,86 @@ type ManifestInput struct {
 	SHA256 string `json:"sha256"`
 }
 
-// supportedOutput says whether this build can make an output now; the others come with the disk
-// outputs work (compressed raw, bmap, OVA, minimal shrink).
-func supportedOutput(o recipes.Output) error {
-	switch {
-	case o.Format == "qcow2", o.Format == "vmdk", o.Format == "vhdx":
-		return nil
-	case o.Format == "raw" && (o.Compress == "" || o.Compress == "none") && !o.Bmap && (o.Shrink == "" || o.Shrink == "none"):
-		return nil
+// outputSpecs turns a recipe's outputs into what disk.Produce makes, refusing what it cannot make
+// and two outputs that would write the same file.
+func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
+	fw := "bios"
+	if strings.HasPrefix(r.Machine.Firmware, "uefi") {
+		fw = "uefi"
 	}
-	return fmt.Errorf("%s: output %+v is not supported by this version of ingot yet (qcow2, vmdk, vhdx and plain raw are)", o.Pos, o)
+	var specs []disk.OutputSpec
+	var errs []error
+	owner := map[string]recipes.Pos{}
+	for i, o := range r.Outputs {
+		spec := disk.OutputSpec{
+			Name: r.Name, Format: o.Format, Compress: o.Compress, Subformat: o.Subformat, Bmap: o.Bmap, Shrink: o.Shrink,
+			CPUs: r.Machine.CPUs, MemoryMiB: int64(r.Machine.MemoryMiB), Firmware: fw,
+		}
+		if err := spec.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: outputs[%d]: %w", o.Pos, i, err))
+			continue
+		}
+		for _, f := range spec.Files() {
+			if prev, dup := owner[f]; dup {
+				errs = append(errs, fmt.Errorf("%s: outputs[%d]: writes %s, as the output at %s does; drop one of them", o.Pos, i, f, prev))
+			}
+			owner[f] = o.Pos
+		}
+		specs = append(specs, spec)
+	}
+	return specs, errors.Join(errs...)
 }
 
 func (b *build) stagingDir() string {
 	return filepath.Join(b.opts.OutDir, ".ingot-staging-"+b.id)
 }
 
-// convert writes every output into a staging dir beside the output dir, checks and hashes it.
+// convert makes every output at once into a staging dir beside the output dir; disk.Produce
+// checks each (qemu-img check, non-empty, decompression and bmap checksums) and hashes it.
 func (b *build) convert(ctx context.Context) error {
 	staging := b.stagingDir()
 	if err := os.MkdirAll(staging, 0o755); err != nil {
 		return fmt.Errorf("staging dir: %w", err)
 	}
 	b.onCleanup("remove the staging dir", func(context.Context) error { return os.RemoveAll(staging) })
-	for _, o := range b.r.Outputs {
-		name := b.r.Name + "." + o.Format
-		path := filepath.Join(staging, name)
-		co := disk.ConvertOptions{Format: o.Format}
-		switch o.Format {
-		case "qcow2":
-			switch o.Compress {
-			case "zlib":
-				co.Compress = true
-			case "zstd":
-				co.Compress = true
-				co.Options = []string{"compression_type=zstd"}
-			}
-		case "vmdk":
-			if o.Subformat != "" {
-				co.Options = []string{"subformat=" + o.Subformat}
-			}
-		}
-		started := time.Now()
-		if err := b.waits.track(func() error { return disk.Convert(ctx, b.diskPath, path, co) }); err != nil {
-			return err
-		}
-		if o.Format != "raw" {
-			if err := b.waits.track(func() error { return disk.Check(ctx, path, o.Format) }); err != nil {
+	specs, err := outputSpecs(b.r)
+	if err != nil {
+		return err
+	}
+	reporter := b.opts.Progress
+	if reporter == nil {
+		reporter = progress.NewLog(b.log, 10*time.Second)
+	}
+	results := make([][]disk.Artifact, len(specs))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, spec := range specs {
+		g.Go(func() error {
+			started := time.Now()
+			tr := reporter.Start(spec.Files()[0], 0)
+			err := b.waits.track(func() (err error) {
+				results[i], err = disk.Produce(gctx, b.diskPath, spec, staging, func(done, total int64) {
+					tr.SetTotal(total)
+					tr.SetCurrent(done)
+				})
 				return err
+			})
+			tr.Done(err)
+			if err != nil {
+				return fmt.Errorf("%s: outputs[%d]: %w", b.r.Outputs[i].Pos, i, err)
 			}
+			for _, a := range results[i] {
+				b.log.Info("output ready", "file", filepath.Base(a.Path), "size", a.Size, "sha256", a.SHA256, "took", time.Since(started).Round(time.Millisecond))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, arts := range results {
+		for _, a := range arts {
+			b.outputs = append(b.outputs, OutputFile{File: filepath.Base(a.Path), Format: a.Format, Size: a.Size, SHA256: a.SHA256})
 		}
-		f, err := hashFile(path)
-		if err != nil {
-			return err
-		}
-		if f.Size == 0 {
-			return fmt.Errorf("%s: the %s output is empty", o.Pos, o.Format)
-		}
-		f.File, f.Format = name, o.Format
-		b.outputs = append(b.outputs, f)
-		b.log.Info("output ready", "file", name, "size", f.Size, "sha256", f.SHA256, "took", time.Since(started).Round(time.Millisecond))
 	}
 	for _, rel := range b.downloads {
 		dst := filepath.Join(staging, rel)
@@ -132,20 +155,6 @@ func (b *build) convert(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func hashFile(path string) (OutputFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return OutputFile{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return OutputFile{}, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return OutputFile{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // record writes manifest.json and SHA256SUMS, then publishes the staging dir as OutDir/NAME in

@@ -36,22 +36,22 @@ type build struct {
 	baseSum    string
 	baseLayer  string // the image-store layer the build disk backs on, if any
 	image      *ManifestImage
-	iso       string // fetch: the installer ISO (ISO sources)
-	diskPath  string // prepare: the build disk (qcow2)
-	seedPath  string // prepare
-	keys      *communicator.Keys
-	machine   hypervisor.Machine
-	client    *communicator.Client
-	packages  []Package
-	downloads []string // relative paths under workDir/downloads, published with the outputs
-	outputs   []OutputFile
-	manifest  *Manifest
-	timings   []StepTiming
-	started   time.Time
-	failed    bool
-	cleanups  []cleanup
-	fwKind    firmware.Kind
-	waits     waits
+	iso        string // fetch: the installer ISO (ISO sources)
+	diskPath   string // prepare: the build disk (qcow2)
+	seedPath   string // prepare
+	keys       *communicator.Keys
+	machine    hypervisor.Machine
+	client     *communicator.Client
+	packages   []Package
+	downloads  []string // relative paths under workDir/downloads, published with the outputs
+	outputs    []OutputFile
+	manifest   *Manifest
+	timings    []StepTiming
+	started    time.Time
+	failed     bool
+	cleanups   []cleanup
+	fwKind     firmware.Kind
+	waits      waits
 }
 
 func newBuild(opts Options) (*build, error) {

@@ -935,11 +935,6 @@ func (d *decoder) outputs(top *fields, name string) []Output {
 		if o.Format, ok = d.enum(f.child("format"), fn, OutputFormats()...); !ok {
 			continue
 		}
-		if first, dup := seen[o.Format]; dup {
-			d.errorf(d.at(fn), f.child("format"), "ask for each format once", "outputs[%d] is already %s: both would be written to %s.%s", first, o.Format, name, o.Format)
-			continue
-		}
-		seen[o.Format] = i
 		opts := outputOptions(o.Format)
 		for _, k := range slices.Sorted(maps.Keys(f.vals)) {
 			if k == "format" {
@@ -976,6 +971,26 @@ func (d *decoder) outputs(top *fields, name string) []Output {
 					o.Bmap, _ = d.boolean(f.child(k), kn)
 				}
 			}
+		}
+		// Two outputs may share a format (raw minimal for flashing and raw.zst for download) but
+		// not a file.
+		files := []string{name + "." + o.Format}
+		if o.Format == "raw" && (o.Compress == "zstd" || o.Compress == "xz") {
+			files[0] += map[string]string{"zstd": ".zst", "xz": ".xz"}[o.Compress]
+		}
+		if o.Bmap {
+			files = append(files, name+".raw.bmap")
+		}
+		dup := false
+		for _, file := range files {
+			if first, ok := seen[file]; ok && !dup {
+				d.errorf(d.at(fn), f.child("format"), "ask for each file once: change the compression, or drop one", "outputs[%d] is written to %s already", first, file)
+				dup = true
+			}
+			seen[file] = i
+		}
+		if dup {
+			continue
 		}
 		outs = append(outs, o)
 	}

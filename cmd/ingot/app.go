@@ -25,6 +25,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			validateCommand(),
 			recipesCommand(),
 			imagesCommand(),
+			inspectCommand(),
+			convertCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {
