@@ -3,7 +3,7 @@ module github.com/ingot-build/ingot
 go 1.26
 
 require (
-	github.com/digitalocean/go-libvirt v0.0.0-20220804181439-8648fbde413e
+	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/goccy/go-yaml v1.19.2
@@ -17,7 +17,7 @@ require (
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/vbauerster/mpb/v8 v8.9.3
 	golang.org/x/crypto v0.54.0
-	golang.org/x/sync v0.8.0
+	golang.org/x/sync v0.19.0
 	golang.org/x/sys v0.47.0
 	libvirt.org/go/libvirtxml v1.12005.0
 )
@@ -38,5 +38,5 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	golang.org/x/tools v0.26.0 // indirect
+	golang.org/x/tools v0.42.0 // indirect
 )

@@ -95,18 +95,28 @@ func Check(ctx context.Context, path, format string) error {
 
 // ConvertOptions are one qemu-img convert.
 type ConvertOptions struct {
-	Format   string   // output format
-	Compress bool     // -c (qcow2: zlib unless Options says otherwise)
-	Options  []string // -o key=value
+	// InputFormat is the source's format (-f); empty lets qemu-img probe it.
+	InputFormat string
+	Format      string   // output format
+	Compress    bool     // -c (qcow2: zlib unless Options says otherwise)
+	Options     []string // -o key=value
 	// BackingFile makes the output an overlay on it (-B), holding only what differs from it:
 	// the image store keeps a build as such a layer. It must have the content in's backing
 	// chain has below its top.
 	BackingFile, BackingFormat string
+	// Progress, when set, is called with the fraction done (0 to 1) as qemu-img reports it (-p).
+	Progress func(fraction float64)
 }
 
 // Convert writes in (any format qemu-img reads, backing chain flattened) to out.
 func Convert(ctx context.Context, in, out string, o ConvertOptions) error {
 	args := []string{"convert", "-O", o.Format}
+	if o.InputFormat != "" {
+		args = append(args, "-f", o.InputFormat)
+	}
+	if o.Progress != nil {
+		args = append(args, "-p")
+	}
 	if o.Compress {
 		args = append(args, "-c")
 	}
@@ -117,8 +127,86 @@ func Convert(ctx context.Context, in, out string, o ConvertOptions) error {
 		args = append(args, "-B", o.BackingFile, "-F", o.BackingFormat)
 	}
 	args = append(args, in, out)
-	if err := execx.Run(ctx, "qemu-img", args...); err != nil {
+	var err error
+	if o.Progress != nil {
+		err = runStreaming(ctx, &percentWriter{report: o.Progress}, "qemu-img", args...)
+	} else {
+		err = execx.Run(ctx, "qemu-img", args...)
+	}
+	if err != nil {
 		return fmt.Errorf("convert %s to %s: %w", in, o.Format, err)
 	}
 	return nil
+}
+
+// Extent is one entry of `qemu-img map --output=json`: a run of the guest disk and where its
+// content comes from.
+type Extent struct {
+	Start  int64 `json:"start"`
+	Length int64 `json:"length"`
+	// Depth is how far down the backing chain the content lives (0: the image itself).
+	Depth   int  `json:"depth"`
+	Present bool `json:"present"`
+	Zero    bool `json:"zero"`
+	Data    bool `json:"data"`
+	// Offset is where the data sits in the file, for uncompressed clusters of formats that say.
+	Offset *int64 `json:"offset,omitempty"`
+}
+
+// Map returns the guest disk's extents, the whole backing chain flattened.
+func Map(ctx context.Context, path string) ([]Extent, error) {
+	out, err := execx.Output(ctx, "qemu-img", "map", "--output=json", path)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", path, err)
+	}
+	return parseMap(out)
+}
+
+func parseMap(out []byte) ([]Extent, error) {
+	var ext []Extent
+	if err := json.Unmarshal(out, &ext); err != nil {
+		return nil, fmt.Errorf("decode qemu-img map: %w", err)
+	}
+	return ext, nil
+}
+
+// Allocated is how many bytes of the guest disk hold data (not holes, not zero clusters), the
+// backing chain included: what a conversion has to copy, and the yardstick for output sizes.
+func Allocated(ctx context.Context, path string) (int64, error) {
+	ext, err := Map(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	return dataBytes(ext), nil
+}
+
+func dataBytes(ext []Extent) int64 {
+	var n int64
+	for _, e := range ext {
+		if e.Data && !e.Zero {
+			n += e.Length
+		}
+	}
+	return n
+}
+
+// Measurement is `qemu-img measure --output=json`: how big an image would be in another format.
+type Measurement struct {
+	// Required is the file size of the converted image as qemu-img would write it.
+	Required int64 `json:"required"`
+	// FullyAllocated is the size once every cluster of the guest disk has been written.
+	FullyAllocated int64 `json:"fully-allocated"`
+}
+
+// Measure asks qemu-img how big path would be converted to format (uncompressed).
+func Measure(ctx context.Context, path, format string) (Measurement, error) {
+	out, err := execx.Output(ctx, "qemu-img", "measure", "--output=json", "-O", format, path)
+	if err != nil {
+		return Measurement{}, fmt.Errorf("measure %s as %s: %w", path, format, err)
+	}
+	var m Measurement
+	if err := json.Unmarshal(out, &m); err != nil {
+		return Measurement{}, fmt.Errorf("measure %s as %s: decode qemu-img measure: %w", path, format, err)
+	}
+	return m, nil
 }
