@@ -13,7 +13,7 @@ APT_GUESTS := debootstrap mtools dosfstools gdisk fdisk e2fsprogs grub-pc-bin gr
 	xorriso zstd cpio curl
 APT_TEST := openssh-client cloud-init bmap-tools libvirt-daemon-system
 
-.PHONY: demo test build deps deps-test guests vet clean
+.PHONY: demo test build deps deps-test guests libvirtd vet clean
 # The demo bakes the test cloud image (built here from Debian packages: no network image needed)
 # with the built-in "demo" recipe into ./out/demo.
 demo: deps build
@@ -23,7 +23,7 @@ demo: deps build
 		--var image_url=file://$$img/debian-12-cloud.qcow2 \
 		--var image_sha256=$$(cut -d' ' -f1 $$img/debian-12-cloud.qcow2.sha256) demo
 
-test: deps deps-test guests vet
+test: deps deps-test guests libvirtd vet
 	# -p 1: packages one at a time, so at most two TCG guests (t.Parallel, 2 cores) boot at once.
 	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 
@@ -40,6 +40,11 @@ deps-test:
 guests:
 	bash testdata/guests/ensure.sh cloud
 	bash testdata/guests/ensure.sh installer
+
+# The libvirt driver's tests need the host's libvirtd and a second one standing in for a remote
+# host; without systemd, start.sh starts both (idempotent; the tests also run it if needed).
+libvirtd:
+	bash testdata/libvirt/start.sh all
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
