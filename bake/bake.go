@@ -50,8 +50,22 @@ type Options struct {
 
 // ToolInfo is what the manifest says about the tools that made an image.
 type ToolInfo struct {
-	IngotVersion, IngotCommit string
-	QEMUVersion, QemuImgVer   string
+	IngotVersion string `json:"ingot_version"`
+	IngotCommit  string `json:"ingot_commit"`
+	// Driver is the hypervisor driver that ran the build machine: qemu or libvirt.
+	Driver      string `json:"driver,omitempty"`
+	QEMUVersion string `json:"qemu_version"`
+	QemuImgVer  string `json:"qemu_img_version"`
+	// Libvirt is the daemon a libvirt build ran on (its QEMU is QEMUVersion).
+	Libvirt *LibvirtInfo `json:"libvirt,omitempty"`
+}
+
+// LibvirtInfo names the libvirt daemon a build ran on.
+type LibvirtInfo struct {
+	URI     string `json:"uri"`
+	Host    string `json:"host"`
+	Version string `json:"version"`
+	Pool    string `json:"pool"`
 }
 
 // Result is a finished build.
@@ -74,8 +88,8 @@ func (e *StepError) Unwrap() error { return e.Err }
 // build in the first second.
 func Check(r *recipes.Recipe) error {
 	var errs []error
-	if d := r.Machine.Driver; d != "" && d != "qemu" {
-		errs = append(errs, fmt.Errorf("%s: machine.driver %q: only the qemu driver exists in this version of ingot", r.Machine.Pos, d))
+	if d := r.Machine.Driver; d != "" && d != "qemu" && d != "libvirt" {
+		errs = append(errs, fmt.Errorf("%s: machine.driver %q: want qemu or libvirt", r.Machine.Pos, d))
 	}
 	if _, err := outputSpecs(r); err != nil {
 		errs = append(errs, err)

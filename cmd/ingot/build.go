@@ -12,7 +12,6 @@ import (
 
 	"github.com/ingot-build/ingot/bake"
 	"github.com/ingot-build/ingot/disk"
-	"github.com/ingot-build/ingot/hypervisor/qemu"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -92,7 +91,7 @@ func buildCommand() *cli.Command {
 		Name:      "build",
 		Usage:     "bake images from recipes",
 		ArgsUsage: "RECIPE…",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			varFlag,
 			&cli.StringFlag{Name: "out", Value: "out", Usage: "publish outputs into `DIR`/NAME/"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "build `N` recipes at once"},
@@ -102,7 +101,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "work-dir", Usage: "where private work dirs go (default ~/.cache/ingot/work)"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			storeFlag,
-		},
+		}, driverFlags...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c.App.ErrWriter, c.String("log-format"), c.Bool("verbose"))
 			if err != nil {
@@ -121,9 +120,6 @@ func buildCommand() *cli.Command {
 				return err
 			}
 			tool := bake.ToolInfo{IngotVersion: version, IngotCommit: commit}
-			if bin, err := qemu.FindBinary(c.Context, "x86_64"); err == nil {
-				tool.QEMUVersion = bin.Version
-			}
 			if img, err := disk.FindQemuImg(c.Context); err == nil {
 				tool.QemuImgVer = img.Version
 			}
@@ -131,7 +127,11 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			driver := qemu.New(qemu.WithLogger(log))
+			ds, err := openDrivers(c, log, rs, tool)
+			if err != nil {
+				return err
+			}
+			defer ds.Close()
 			g, ctx := errgroup.WithContext(c.Context)
 			g.SetLimit(max(1, c.Int("jobs")))
 			failed := make([]error, len(rs))
@@ -139,8 +139,8 @@ func buildCommand() *cli.Command {
 				g.Go(func() error {
 					res, err := bake.Build(ctx, bake.Options{
 						Recipe: r, OutDir: c.String("out"), WorkRoot: c.String("work-dir"),
-						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: driver,
-						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: tool,
+						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
+						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: ds.tools[driverFor(c, r)],
 					})
 					if err != nil {
 						failed[i] = fmt.Errorf("%s: %w", r.Name, err)

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/hypervisor/libvirt"
+	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/recipes"
+)
+
+var driverFlags = []cli.Flag{
+	&cli.StringFlag{Name: "driver", Usage: "override machine.driver: `qemu` (ingot runs QEMU itself) or libvirt", EnvVars: []string{"INGOT_DRIVER"}},
+	&cli.StringFlag{Name: "connect", Usage: "the libvirt daemon's `URI`: qemu:///system (default), qemu+ssh://USER@HOST/system, qemu+tcp://HOST:PORT/system", EnvVars: []string{"INGOT_LIBVIRT_URI"}},
+	&cli.StringFlag{Name: "pool", Usage: "the libvirt storage `POOL` build disks are uploaded to (default ingot, created if missing)", EnvVars: []string{"INGOT_LIBVIRT_POOL"}},
+}
+
+// drivers holds the hypervisor drivers a command's builds use, each made once: one libvirt
+// connection (and one KVM probe) serves every build of `ingot build -j N`.
+type drivers struct {
+	byName map[string]hypervisor.Driver
+	tools  map[string]bake.ToolInfo
+	close  []func() error
+}
+
+// driverFor is the driver a recipe builds with: --driver wins over machine.driver.
+func driverFor(c *cli.Context, r *recipes.Recipe) string {
+	if d := c.String("driver"); d != "" {
+		return d
+	}
+	if r.Machine.Driver != "" {
+		return r.Machine.Driver
+	}
+	return "qemu"
+}
+
+// openDrivers connects every driver the recipes need before any build starts, so a stopped
+// libvirtd or a wrong URI fails the command in its first second, not after a download.
+func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base bake.ToolInfo) (*drivers, error) {
+	if d := c.String("driver"); d != "" && d != "qemu" && d != "libvirt" {
+		return nil, usageError{fmt.Errorf("--driver %q: want qemu or libvirt", d)}
+	}
+	var names []string
+	for _, r := range rs {
+		if n := driverFor(c, r); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if !slices.Contains(names, "libvirt") && (c.IsSet("connect") || c.IsSet("pool")) {
+		return nil, usageError{errors.New("--connect and --pool are for the libvirt driver: add --driver libvirt (or machine.driver: libvirt in the recipe)")}
+	}
+	ds := &drivers{byName: map[string]hypervisor.Driver{}, tools: map[string]bake.ToolInfo{}}
+	for _, n := range names {
+		tool := base
+		tool.Driver = n
+		switch n {
+		case "qemu":
+			ds.byName[n] = qemu.New(qemu.WithLogger(log))
+			if bin, err := qemu.FindBinary(c.Context, "x86_64"); err == nil {
+				tool.QEMUVersion = bin.Version
+			}
+		case "libvirt":
+			d, err := libvirt.New(c.Context, libvirt.Options{URI: c.String("connect"), Pool: c.String("pool"), Logger: log})
+			if err != nil {
+				ds.Close()
+				return nil, err
+			}
+			ds.close = append(ds.close, d.Close)
+			ds.byName[n] = d
+			info := d.Info()
+			tool.QEMUVersion = info.QEMUVersion
+			tool.Libvirt = &bake.LibvirtInfo{URI: info.URI, Host: info.Hostname, Version: info.LibvirtVersion, Pool: info.Pool}
+			log.Info("libvirt connected", "uri", info.URI, "host", info.Hostname, "libvirt", info.LibvirtVersion, "qemu", info.QEMUVersion, "pool", info.Pool)
+		}
+		ds.tools[n] = tool
+	}
+	return ds, nil
+}
+
+// Close releases the drivers' connections, after every build ended.
+func (ds *drivers) Close() {
+	for _, f := range ds.close {
+		_ = f()
+	}
+}
