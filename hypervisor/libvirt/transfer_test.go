@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
 )
 
 // Volumes go up and come back byte-identical, many times over, on both daemons. This is the
@@ -110,5 +113,50 @@ func writeSparse(t *testing.T, path string, b []byte) {
 	}
 	if err := f.Truncate(int64(len(b))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A name already taken (a volume or a domain of another build, or of a person) is refused with
+// what to run to remove it, against the real daemon.
+func TestNameTakenSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	tg, err := parseURI(DefaultURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := (&connector{t: tg}).connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	p, err := ensurePool(c, DefaultPool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := domainName("taken")
+	vol, err := createVolume(c, p, name+"-d0.img", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deleteVolume(c, vol)
+	if _, err := createVolume(c, p, name+"-d0.img", 1<<20); err == nil || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "virsh vol-delete --pool "+p.name) {
+		t.Errorf("second volume of the same name: %v", err)
+	}
+
+	// A paused transient domain holds the name; creating another under it fails as libvirt
+	// says, explained.
+	doc := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>16</memory><os><type arch='x86_64' machine='q35'>hvm</type></os></domain>`, name)
+	dom, err := c.DomainCreateXML(doc, golibvirt.DomainStartPaused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DomainDestroy(dom)
+	_, err = c.DomainCreateXML(doc, golibvirt.DomainStartPaused)
+	if err == nil {
+		t.Fatal("a second domain of the same name was created")
+	}
+	err = explainCreate(err, name, tg)
+	if !strings.Contains(err.Error(), "a domain named "+name+" already exists") || !strings.Contains(err.Error(), "virsh -c qemu:///system destroy "+name) {
+		t.Errorf("explained: %v", err)
 	}
 }
