@@ -4,7 +4,6 @@ package communicator_test
 // ingot's cloudinit package: the host key is verified from the first connection.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -159,14 +158,8 @@ func TestGuestRoundTrip(t *testing.T) {
 		}
 	}
 
-	before, _ := c.Output(ctx, communicator.Cmd{Command: "cat /proc/sys/kernel/random/boot_id"})
-	if err := c.Reboot(ctx, ""); err != nil {
-		t.Fatalf("reboot: %v", err)
-	}
-	after, err := c.Output(ctx, communicator.Cmd{Command: "cat /proc/sys/kernel/random/boot_id"})
-	if err != nil || bytes.Equal(before, after) {
-		t.Errorf("after reboot: boot id %q → %q (%v)", before, after, err)
-	}
+	// Reboot against a real guest (it waits for a new boot id) is exercised by bake's end-to-end
+	// builds, whose recipes reboot; TestReboot covers its edges against an in-process server.
 	c.Close()
 	if err := m.Shutdown(ctx); err != nil {
 		t.Errorf("power off: %v", err)
