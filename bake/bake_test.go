@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
 	"github.com/ingot-build/ingot/images"
@@ -230,16 +231,56 @@ outputs:
 	if m.Image == nil || m.Image.Name != "e2e-cloud" || m.Image.Parent == "" {
 		t.Fatalf("manifest image = %+v, want e2e-cloud on a base layer", m.Image)
 	}
+	//
+	// The child also holds the shrink bar: its provisioner writes 500 MB of random data and
+	// deletes it. While it then idles, the test converts the live, untrimmed disk as a plain
+	// `qemu-img convert` would; the build's own output (after fstrim) must be much smaller than
+	// that, and within 5 % of the allocated data qemu-img map reports for the kept image.
 	child := `name: e2e-child
 source: { image: e2e-cloud }
 machine: { cpus: 2, memory: 1GiB, firmware: bios }
 provision:
   - shell: grep -q "hello from" /etc/from-shell && echo child > /etc/child
+  - shell: |
+      dd if=/dev/urandom of=/var/tmp/junk bs=1M count=500 conv=fsync status=none
+      rm /var/tmp/junk && sync
+      echo "ingot-test: junk deleted" >/dev/ttyS0
+      sleep 25
+      echo "ingot-test: resumed" >/dev/ttyS0
 outputs: [ { format: qcow2 } ]
 `
-	res2, _, err := runBuild(t, child, nil, func(o *bake.Options) { o.Images = store })
+	childWork := filepath.Join(dir, "child-work")
+	untrimmed := make(chan untrimmedConvert, 1)
+	go func() {
+		untrimmed <- convertWhenDeleted(childWork, filepath.Join(dir, "untrimmed.qcow2"), 20*time.Minute)
+	}()
+	res2, _, err := runBuild(t, child, nil, func(o *bake.Options) { o.Images = store; o.WorkRoot = childWork })
 	if err != nil {
 		t.Fatalf("build from the stored image: %v", err)
+	}
+	u := <-untrimmed
+	if u.err != nil {
+		t.Fatalf("convert the untrimmed disk: %v", u.err)
+	}
+	childOut, err := os.Stat(filepath.Join(res2.Dir, "e2e-child.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, childChain, err := store.Lookup("e2e-child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocated, err := disk.Allocated(context.Background(), childChain[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shrink bar: untrimmed convert %d MiB, output %d MiB, allocated data %d MiB (output/allocated %.3f)",
+		u.size>>20, childOut.Size()>>20, allocated>>20, float64(childOut.Size())/float64(allocated))
+	if d := childOut.Size() - allocated; d > allocated/20 || -d > allocated/20 {
+		t.Errorf("the output is %d bytes, not within 5%% of the %d bytes of allocated data", childOut.Size(), allocated)
+	}
+	if u.size-childOut.Size() < 450<<20 {
+		t.Errorf("the output (%d bytes) is not ~500 MB smaller than a plain convert of the untrimmed disk (%d bytes): the trim did not free the deleted data", childOut.Size(), u.size)
 	}
 	if im := res2.Manifest.Image; im == nil || im.Parent != m.Image.Layer {
 		t.Fatalf("the child's manifest image = %+v, want a layer on %s", im, m.Image.Layer)
@@ -252,6 +293,41 @@ outputs: [ { format: qcow2 } ]
 	if err != nil || !strings.Contains(string(info), chain[1].Path) {
 		t.Errorf("the child layer does not back on e2e-cloud's layer %s: %v %s", chain[1].Path, err, info)
 	}
+}
+
+type untrimmedConvert struct {
+	size int64
+	err  error
+}
+
+// convertWhenDeleted waits for the child build's console to say its junk is deleted, then
+// converts the live disk as a plain `qemu-img convert` would (-U: QEMU holds its lock), while the
+// guest idles; the guest must not have resumed before the convert ended, or the figure is not the
+// untrimmed disk's.
+func convertWhenDeleted(workRoot, dst string, timeout time.Duration) untrimmedConvert {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		consoles, _ := filepath.Glob(filepath.Join(workRoot, "*", "console.log"))
+		for _, console := range consoles {
+			if b, _ := os.ReadFile(console); !bytes.Contains(b, []byte("ingot-test: junk deleted")) {
+				continue
+			}
+			src := filepath.Join(filepath.Dir(console), "disk.qcow2")
+			if err := execx.Run(context.Background(), "qemu-img", "convert", "-U", "-O", "qcow2", src, dst); err != nil {
+				return untrimmedConvert{err: err}
+			}
+			if b, _ := os.ReadFile(console); bytes.Contains(b, []byte("ingot-test: resumed")) {
+				return untrimmedConvert{err: errors.New("the guest resumed before the convert of its untrimmed disk ended")}
+			}
+			fi, err := os.Stat(dst)
+			if err != nil {
+				return untrimmedConvert{err: err}
+			}
+			return untrimmedConvert{size: fi.Size()}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return untrimmedConvert{err: errors.New("the child build never said its junk was deleted")}
 }
 
 // A build from the test installer ISO: kernel and initrd taken from the ISO, "autoinstall" added,
