@@ -5,15 +5,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
-// Compressed raw images (NAME.raw.zst, NAME.raw.xz) are made in Go from the sparse raw file, reading
-// only its data (scanRaw). Both formats allow a file to be several compressed streams one after
+// Compressed raw images (NAME.raw.zst, NAME.raw.xz) are made from one pass of Go over the sparse
+// raw file, reading only its data (scanRaw), into an encoder: klauspost/compress for zstd, the xz
+// tool (or ulikunitz/xz without it) for xz. Both formats allow a file to be several compressed streams one after
 // the other, which every decoder (zstd and xz, bmaptool, the Go readers) reads as one: that lets
 // a zstd output say "1.5 GiB of zeros" in a few kilobytes instead of compressing them.
 
@@ -110,8 +115,9 @@ func writeZstdZeroFrame(w io.Writer, n int64) error {
 	return bw.Flush()
 }
 
-// xzSink compresses with ulikunitz/xz, a pure-Go LZMA2 encoder (one thread, CRC64 per block).
-// It is slow; see the package's benchmark for figures against `xz -T0`.
+// xzSink compresses with ulikunitz/xz, a pure-Go LZMA2 encoder: one thread, CRC64 per block,
+// holes as real zeros. It is slow (on text-like data about 1 MB/s, a fiftieth of the zstd sink;
+// see BenchmarkXZ), so it is only the fallback for a host without the xz tool (xzToolSink).
 type xzSink struct {
 	*writerSink
 	xw *xz.Writer
@@ -127,12 +133,91 @@ func newXZSink(w io.Writer) (*xzSink, error) {
 
 func (s *xzSink) Close() error { return s.xw.Close() }
 
+// xzToolArgs make `xz` compress stdin to stdout: one thread per core (-T0; since XZ Utils 5.2,
+// and multithreaded from a pipe too), the same level and check as xzSink. The output is one .xz
+// stream of independent blocks of 3×dict = 24 MiB, each with its sizes in its header, which xz,
+// bmaptool and ulikunitz/xz (the verification in decodedSize) all read.
+var xzToolArgs = []string{"-T0", "-6", "--check=crc64", "-c"}
+
+// xzToolSink compresses by piping the image, holes as real zeros, through the xz tool (XZ
+// Utils, Debian's xz-utils), whose output goes to w. It is why a raw.xz costs minutes rather
+// than an hour: liblzma is several times faster than ulikunitz/xz on one core and uses them all.
+// xz is killed when ctx ends and when ingot dies (execx.Start).
+type xzToolSink struct {
+	*writerSink // to xz's stdin
+	stdin       io.WriteCloser
+	argv        []string
+	ctx         context.Context
+	stderr      *tailBuffer
+	wait        func() error
+	closed      bool
+	err         error // Close's result
+}
+
+func startXZTool(ctx context.Context, w io.Writer) (*xzToolSink, error) {
+	cmd := exec.CommandContext(ctx, "xz", xzToolArgs...)
+	s := &xzToolSink{argv: cmd.Args, ctx: ctx, stderr: &tailBuffer{max: stderrTail}}
+	cmd.Stdout = w
+	cmd.Stderr = s.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", execx.Quote(cmd.Args), err)
+	}
+	if s.wait, err = execx.Start(cmd); err != nil {
+		return nil, &execx.Error{Argv: cmd.Args, Err: err}
+	}
+	s.stdin = stdin
+	s.writerSink = newWriterSink(stdin)
+	return s, nil
+}
+
+func (s *xzToolSink) data(p []byte) error {
+	if err := s.writerSink.data(p); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+func (s *xzToolSink) hole(n int64) error {
+	if err := s.writerSink.hole(n); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// fail turns a failed write to xz's stdin (EPIPE: xz has exited) into what xz said.
+func (s *xzToolSink) fail(err error) error {
+	if cerr := s.Close(); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("write to %s: %w", execx.Quote(s.argv), err)
+}
+
+// Close ends xz's input and waits for it to write the rest of its output and exit.
+func (s *xzToolSink) Close() error {
+	if s.closed {
+		return s.err
+	}
+	s.closed = true
+	cerr := s.stdin.Close()
+	if err := s.wait(); err != nil {
+		if s.ctx.Err() != nil {
+			err = errors.Join(s.ctx.Err(), err)
+		}
+		s.err = &execx.Error{Argv: s.argv, Stderr: s.stderr.String(), Err: err}
+	} else if cerr != nil {
+		s.err = fmt.Errorf("end the input of %s: %w", execx.Quote(s.argv), cerr)
+	}
+	return s.err
+}
+
 // compressSink is a rawSink that has to be closed to finish its output.
 type compressSink interface {
 	rawSink
 	Close() error
 }
 
+// newCompressSink returns the in-process encoder of kind writing to w.
 func newCompressSink(kind string, w io.Writer) (compressSink, error) {
 	switch kind {
 	case "zstd":
@@ -141,6 +226,43 @@ func newCompressSink(kind string, w io.Writer) (compressSink, error) {
 		return newXZSink(w)
 	}
 	return nil, fmt.Errorf("%w: compression %q", ErrUnsupported, kind)
+}
+
+// compressOptions say how compressRaw compresses. The zero value, which Produce uses, is the
+// fastest way the host has.
+type compressOptions struct {
+	// goXZ makes xz outputs with ulikunitz/xz even when the xz tool is on PATH (for tests).
+	goXZ bool
+}
+
+// useXZTool reports whether xz outputs are made by the xz tool rather than ulikunitz/xz.
+func (o compressOptions) useXZTool() bool {
+	if o.goXZ {
+		return false
+	}
+	_, err := exec.LookPath("xz")
+	return err == nil
+}
+
+// openCompressSink returns the sink compressRaw writes an image through to w, and what
+// compresses it, in words for an error: for xz the xz tool when there is one, ulikunitz/xz
+// otherwise; for zstd always klauspost/compress (as fast as `zstd -T0`, and its zero frames are
+// cheaper than the tool's).
+func openCompressSink(ctx context.Context, kind string, w io.Writer, o compressOptions) (compressSink, string, error) {
+	how := kind
+	if kind == "xz" {
+		switch {
+		case o.useXZTool():
+			s, err := startXZTool(ctx, w)
+			return s, "the xz tool", err
+		case o.goXZ:
+			how = "ulikunitz/xz"
+		default:
+			how = "ulikunitz/xz (no xz tool on PATH)"
+		}
+	}
+	s, err := newCompressSink(kind, w)
+	return s, how, err
 }
 
 // decodedSize decompresses r and returns how many bytes it gives. The decoders check the

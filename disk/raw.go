@@ -77,7 +77,7 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 	} else {
 		name := s.Files()[0]
 		out := filepath.Join(p.work, name)
-		art, rs, err := compressRaw(ctx, f, size, out, s.Compress, s.Bmap, scanned)
+		art, rs, err := compressRaw(ctx, f, size, out, s.Compress, s.Bmap, scanned, compressOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -109,36 +109,49 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 
 // compressRaw writes the raw image f (size bytes) compressed with kind to out, hashing the
 // output as it is written and, with bmap, the image's mapped blocks. The output is decompressed
-// as it is written (streamCheck) and must give back exactly size bytes.
-func compressRaw(ctx context.Context, f *os.File, size int64, out, kind string, bmap bool, report func(int64)) (Artifact, []bmapRange, error) {
+// as it is written (streamCheck) and must give back exactly size bytes. On error out is removed.
+func compressRaw(ctx context.Context, f *os.File, size int64, out, kind string, bmap bool, report func(int64), o compressOptions) (Artifact, []bmapRange, error) {
 	hf, err := createHashing(out)
 	if err != nil {
 		return Artifact{}, nil, err
 	}
-	check := startStreamCheck(ctx, kind)
-	sink, err := newCompressSink(kind, io.MultiWriter(hf, check))
+	art, ranges, err := func() (Artifact, []bmapRange, error) {
+		// A failed scan stops the encoder (kills xz) rather than letting it finish.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		check := startStreamCheck(ctx, kind)
+		sink, how, err := openCompressSink(ctx, kind, io.MultiWriter(hf, check), o)
+		if err != nil {
+			hf.Close()
+			check.Wait()
+			return Artifact{}, nil, fmt.Errorf("compress %s with %s: %w", f.Name(), how, err)
+		}
+		ranges, err := scanRaw(ctx, f, size, sink, bmap, report)
+		if err != nil {
+			cancel()
+		}
+		if cerr := sink.Close(); err == nil { // always: it waits for xz
+			err = cerr
+		}
+		sum, n, cerr := hf.Close()
+		if err == nil {
+			err = cerr
+		}
+		decoded, derr := check.Wait()
+		if err != nil {
+			return Artifact{}, nil, fmt.Errorf("compress %s with %s: %w", f.Name(), how, err)
+		}
+		if derr != nil || decoded != size {
+			return Artifact{}, nil, fmt.Errorf("verify %s (made with %s): it decompresses to %d bytes (%v), the image is %d", out, how, decoded, derr, size)
+		}
+		ext := map[string]string{"zstd": "zst", "xz": "xz"}[kind]
+		return Artifact{Format: "raw." + ext, Size: n, SHA256: sum}, ranges, nil
+	}()
 	if err != nil {
-		hf.Close()
-		check.Wait()
+		os.Remove(out)
 		return Artifact{}, nil, err
 	}
-	ranges, err := scanRaw(ctx, f, size, sink, bmap, report)
-	if err == nil {
-		err = sink.Close()
-	}
-	sum, n, cerr := hf.Close()
-	if err == nil {
-		err = cerr
-	}
-	decoded, derr := check.Wait()
-	if err != nil {
-		return Artifact{}, nil, fmt.Errorf("compress %s with %s: %w", f.Name(), kind, err)
-	}
-	if derr != nil || decoded != size {
-		return Artifact{}, nil, fmt.Errorf("verify %s: it decompresses to %d bytes (%v), the image is %d", out, decoded, derr, size)
-	}
-	ext := map[string]string{"zstd": "zst", "xz": "xz"}[kind]
-	return Artifact{Format: "raw." + ext, Size: n, SHA256: sum}, ranges, nil
+	return art, ranges, nil
 }
 
 // checkSparse fails if a raw image has no holes at all: qemu-img leaves every zero block of the

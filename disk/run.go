@@ -20,12 +20,19 @@ const stderrTail = 2048
 // runStreaming runs a command like execx.Run, but hands its stdout to out as it comes (for
 // qemu-img's progress) and fails with the same *execx.Error, so a failure names the command line,
 // its exit status and the tail of its stderr.
+//
+// The child dies with ingot (execx.Start): a conversion left running after a crash would go on
+// filling the disk.
 func runStreaming(ctx context.Context, out io.Writer, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	stderr := &tailBuffer{max: stderrTail}
 	cmd.Stdout = out
 	cmd.Stderr = stderr
-	if err := cmd.Run(); err != nil {
+	wait, err := execx.Start(cmd)
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.Join(ctx.Err(), err)
 		}
