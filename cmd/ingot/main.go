@@ -36,7 +36,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp(stdout, stderr).RunContext(ctx, args)
+	err := runApp(ctx, newApp(stdout, stderr), args)
 	code := exitCode(ctx, err)
 	if err != nil && !errors.Is(err, errReported) && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "ingot: %v\n", err)
