@@ -65,15 +65,16 @@ type ManifestInput struct {
 }
 
 // outputSpecs turns a recipe's outputs into what disk.Produce makes, refusing what it cannot make
-// and two outputs that would write the same file.
+// and outputs that clash (disk.Clashes: the same file twice, or a bmap bmaptool would pair with
+// another image), each error at the position of the later output of the pair.
 func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 	fw := "bios"
 	if strings.HasPrefix(r.Machine.Firmware, "uefi") {
 		fw = "uefi"
 	}
 	var specs []disk.OutputSpec
+	var at []int // the index in r.Outputs of each spec: invalid outputs have none
 	var errs []error
-	owner := map[string]recipes.Pos{}
 	for i, o := range r.Outputs {
 		spec := disk.OutputSpec{
 			Name: r.Name, Format: o.Format, Compress: o.Compress, Subformat: o.Subformat, Bmap: o.Bmap, Shrink: o.Shrink,
@@ -83,13 +84,13 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 			errs = append(errs, fmt.Errorf("%s: outputs[%d]: %w", o.Pos, i, err))
 			continue
 		}
-		for _, f := range spec.Files() {
-			if prev, dup := owner[f]; dup {
-				errs = append(errs, fmt.Errorf("%s: outputs[%d]: writes %s, as the output at %s does; drop one of them", o.Pos, i, f, prev))
-			}
-			owner[f] = o.Pos
-		}
 		specs = append(specs, spec)
+		at = append(at, i)
+	}
+	for _, c := range disk.Clashes(specs) {
+		first, second := at[c.First], at[c.Second]
+		errs = append(errs, fmt.Errorf("%s: outputs[%d] and the output at %s (outputs[%d]): %w",
+			r.Outputs[second].Pos, second, r.Outputs[first].Pos, first, c))
 	}
 	return specs, errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,4 +118,86 @@ func TestBmapHumanSize(t *testing.T) {
 			t.Errorf("bmapHumanSize(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+// TestBmaptoolFindsItsOwnBmap makes sets of outputs together, as a build does, and runs the real
+// `bmaptool copy` on every raw image of a set without --bmap, so that bmaptool finds a bmap by
+// name as a user's would. An image whose image has a bmap in the set must find that one and copy
+// to exactly the image; one without must find none (bmaptool then refuses to copy without
+// --nobmap), never the bmap of another image. Issue 19: `raw+zstd+bmap` with `raw+minimal` used
+// to write NAME.raw (the minimal image) beside NAME.raw.bmap (the full one's), and bmaptool
+// paired them and died with a traceback.
+func TestBmaptoolFindsItsOwnBmap(t *testing.T) {
+	d := fixture(t, "gpt")
+	tests := []struct {
+		name  string
+		specs []OutputSpec
+	}{
+		{"issue 19: zstd with bmap, minimal without", []OutputSpec{
+			{Format: "raw", Compress: "zstd", Bmap: true}, {Format: "raw", Shrink: "minimal"}}},
+		{"full and minimal, both with bmap", []OutputSpec{
+			{Format: "raw", Compress: "zstd", Bmap: true}, {Format: "raw", Compress: "xz", Shrink: "minimal", Bmap: true}}},
+		{"one bmap serves zstd and xz", []OutputSpec{
+			{Format: "raw", Compress: "zstd", Bmap: true}, {Format: "raw", Compress: "xz"}, {Format: "raw", Shrink: "minimal"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range tt.specs {
+				tt.specs[i].Name = "img"
+			}
+			dir := t.TempDir()
+			arts, err := ProduceAll(context.Background(), d.Qcow2, tt.specs, dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Which bmap describes which image: one per shrink, all outputs being of one disk.
+			bmapOf := map[string]string{}
+			k := 0
+			for _, s := range tt.specs {
+				n := len(s.Files())
+				if s.Bmap {
+					bmapOf[s.withDefaults().Shrink] = arts[k+1].Path
+				}
+				k += n
+			}
+			k = 0
+			for _, s := range tt.specs {
+				img := arts[k]
+				k += len(s.Files())
+				want := imageSHA256(t, img)
+				target := filepath.Join(t.TempDir(), "card")
+				cmd := exec.Command("bmaptool", "copy", img.Path, target)
+				out, err := cmd.CombinedOutput()
+				bmap, ok := bmapOf[s.withDefaults().Shrink]
+				switch {
+				case !ok && err == nil:
+					t.Errorf("%s: bmaptool copy found a bmap for an image that has none:\n%s", cmd, out)
+				case !ok && !bytes.Contains(out, []byte("bmap file not found")):
+					t.Errorf("%s: %v, want bmaptool to find no bmap:\n%s", cmd, err, out)
+					continue
+				case !ok:
+					mustRun(t, "bmaptool", "copy", "--nobmap", img.Path, target)
+				case err != nil:
+					t.Errorf("%s: %v\n%s", cmd, err, out)
+					continue
+				case !bytes.Contains(out, []byte("discovered bmap file '"+bmap+"'")):
+					t.Errorf("%s: want it to discover %s:\n%s", cmd, bmap, out)
+				}
+				if sum, _ := sha256File(target); sum != want {
+					t.Errorf("bmaptool copy of %s wrote sha256 %s, the image's is %s", filepath.Base(img.Path), sum, want)
+				}
+			}
+		})
+	}
+}
+
+// imageSHA256 is the sha256 of the image a raw artifact holds, decompressed.
+func imageSHA256(t *testing.T, a Artifact) string {
+	t.Helper()
+	tool := map[string]string{"raw.zst": "zstd", "raw.xz": "xz"}[a.Format]
+	if tool == "" {
+		return a.SHA256
+	}
+	sum, _, _ := strings.Cut(mustRun(t, "sh", "-c", tool+" -dc '"+a.Path+"' | sha256sum"), " ")
+	return sum
 }

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -12,23 +13,23 @@ import (
 // processes and compressors overlap, so a build's outputs take about as long as the slowest of
 // them, not the sum, when disk and cores allow. Artifacts come back in spec order.
 //
-// It is all or nothing: the specs are validated and checked for clashing file names first, and
+// It is all or nothing: the specs are validated and checked for clashes (Clashes) first, and
 // if one output fails the others are cancelled and anything they published is removed. This is
 // what `ingot convert IN --to FMT[,FMT…]` runs, with any image qemu-img reads as src.
 //
 // progress, if not nil, is called with the index of the spec, from several goroutines at once.
 func ProduceAll(ctx context.Context, src string, specs []OutputSpec, dir string, progress func(i int, done, total int64)) ([]Artifact, error) {
-	owner := map[string]int{}
 	for i, s := range specs {
 		if err := s.Validate(); err != nil {
 			return nil, fmt.Errorf("output %d: %w", i+1, err)
 		}
-		for _, f := range s.Files() {
-			if j, ok := owner[f]; ok {
-				return nil, fmt.Errorf("%w: outputs %d and %d would both write %s", ErrUnsupported, j+1, i+1, f)
-			}
-			owner[f] = i
-		}
+	}
+	var clashes []error
+	for _, c := range Clashes(specs) {
+		clashes = append(clashes, fmt.Errorf("outputs %d and %d: %w", c.First+1, c.Second+1, c))
+	}
+	if err := errors.Join(clashes...); err != nil {
+		return nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	results := make([][]Artifact, len(specs))

@@ -33,7 +33,9 @@ func (p *producer) rawWeights() []int64 {
 // and the bmap's checksums together.
 func (p *producer) raw(ctx context.Context) ([]staged, error) {
 	s := p.spec
-	raw := filepath.Join(p.work, s.Name+".raw")
+	files := s.Files()
+	image := s.stem() + ".raw" // the uncompressed image, which is files[0] unless compressed
+	raw := filepath.Join(p.work, image)
 	if err := Convert(ctx, p.src, raw, ConvertOptions{InputFormat: p.srcFormat, Format: "raw", Progress: p.meter.next()}); err != nil {
 		return nil, err
 	}
@@ -61,7 +63,7 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 		return nil, err
 	}
 
-	var files []staged
+	var made []staged
 	var ranges []bmapRange
 	report := p.meter.nextBytes()
 	scanned := func(done int64) { report(done, size) }
@@ -71,11 +73,11 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, staged{tmp: raw, art: Artifact{
-			Path: s.Name + ".raw", Format: "raw", Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
+		made = append(made, staged{tmp: raw, art: Artifact{
+			Path: image, Format: "raw", Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
 		}})
 	} else {
-		name := s.Files()[0]
+		name := files[0]
 		out := filepath.Join(p.work, name)
 		art, rs, err := compressRaw(ctx, f, size, out, s.Compress, s.Bmap, scanned, compressOptions{})
 		if err != nil {
@@ -87,7 +89,7 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 		if err := os.Remove(raw); err != nil { // not an output: free its space now
 			return nil, err
 		}
-		files = append(files, staged{tmp: out, art: art})
+		made = append(made, staged{tmp: out, art: art})
 	}
 
 	if s.Bmap {
@@ -95,16 +97,16 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 		if err := verifyBmap(data, size); err != nil {
 			return nil, fmt.Errorf("verify the bmap of %s: %w", raw, err)
 		}
-		path := filepath.Join(p.work, s.Name+".raw.bmap")
+		path := filepath.Join(p.work, files[1])
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			return nil, fmt.Errorf("write the bmap: %w", err)
 		}
 		sum := sha256.Sum256(data)
-		files = append(files, staged{tmp: path, art: Artifact{
-			Path: s.Name + ".raw.bmap", Format: "bmap", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		made = append(made, staged{tmp: path, art: Artifact{
+			Path: files[1], Format: "bmap", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 		}})
 	}
-	return files, nil
+	return made, nil
 }
 
 // compressRaw writes the raw image f (size bytes) compressed with kind to out, hashing the

@@ -15,7 +15,8 @@ var ErrUnsupported = errors.New("unsupported output")
 // OutputSpec is one requested output: a recipe's output, plus the machine an OVA describes.
 // Empty strings mean the default.
 type OutputSpec struct {
-	// Name is the base file name, without extension: "web" gives web.qcow2, web.raw.zst…
+	// Name is the base file name, without extension: "web" gives web.qcow2, web.raw.zst…, and
+	// web-minimal.raw for a raw output with shrink minimal (see Files).
 	Name string
 	// Format is qcow2, vmdk, vhdx, raw or ova.
 	Format string
@@ -24,8 +25,9 @@ type OutputSpec struct {
 	// Subformat is streamOptimized (default: ESXi, vSphere) or monolithicSparse (Workstation,
 	// VirtualBox) for vmdk.
 	Subformat string
-	// Bmap writes NAME.raw.bmap beside a raw output; it describes the uncompressed image, so
-	// one bmap serves NAME.raw, NAME.raw.zst and NAME.raw.xz.
+	// Bmap writes NAME.raw.bmap (NAME-minimal.raw.bmap when shrunk) beside a raw output; it
+	// describes the uncompressed image, so one bmap serves NAME.raw, NAME.raw.zst and
+	// NAME.raw.xz, which bmaptool pairs with it by name.
 	Bmap bool
 	// Shrink is none (default) or minimal for raw: minimal cuts the disk to the end of its last
 	// partition after shrinking that partition's filesystem to what it holds.
@@ -123,10 +125,17 @@ func (s OutputSpec) Validate() error {
 }
 
 // Files returns the names of the files Produce makes for s, the main one first, so a caller can
-// spot two outputs that would write the same file before producing either.
+// spot two outputs that would write the same file before producing either (see Clashes).
+//
+// A raw output is named after the image it holds, not after its options: STEM.raw, plus .zst
+// or .xz when compressed, and STEM.raw.bmap for its bmap, where STEM is Name for the whole disk
+// and Name-minimal for shrink minimal, a different (shorter) image. bmaptool finds a bmap by
+// the image's name (see bmaptoolCandidates), so a stem per image is what makes each bmap pair
+// with its own image: NAME.raw.zst and NAME.raw.xz find NAME.raw.bmap, which describes what
+// they decompress to, and NAME-minimal.raw never finds it.
 func (s OutputSpec) Files() []string {
 	s = s.withDefaults()
-	main := s.Name + "." + s.Format
+	main := s.stem() + "." + s.Format
 	switch {
 	case s.Format == "raw" && s.Compress == "zstd":
 		main += ".zst"
@@ -135,7 +144,109 @@ func (s OutputSpec) Files() []string {
 	}
 	files := []string{main}
 	if s.Bmap {
-		files = append(files, s.Name+".raw.bmap")
+		files = append(files, s.stem()+".raw.bmap")
 	}
 	return files
+}
+
+// stem is the name of the image an output holds, before its extensions: Name, or Name-minimal
+// for the shrunk image.
+func (s OutputSpec) stem() string {
+	if s.Shrink == "minimal" {
+		return s.Name + "-minimal"
+	}
+	return s.Name
+}
+
+// Clash is a reason two outputs of one set cannot both be made as asked: they would write the
+// same file, or bmaptool would pair one's image with a bmap of another image. It wraps
+// ErrUnsupported.
+type Clash struct {
+	// First and Second index the specs given to Clashes; First < Second.
+	First, Second int
+	// Problem says what goes wrong, naming the files; Fix says what to change.
+	Problem, Fix string
+}
+
+func (c *Clash) Error() string { return c.Problem + "; " + c.Fix }
+
+func (c *Clash) Unwrap() error { return ErrUnsupported }
+
+// Clashes checks a set of outputs made together into one directory, each of them valid on its
+// own (Validate), and returns what stops them coexisting, at most one clash per pair, in the
+// order of the specs. A build calls it while planning, so that a set whose files would collide,
+// or whose bmaps bmaptool would pair with the wrong image, fails before the guest boots rather
+// than after the outputs are written (or, worse, when a user flashes one).
+//
+// The names of Files keep every set with one Name apart but two outputs that ask for the same
+// file, or for two bmaps of one image (raw+zstd+bmap and raw+xz+bmap: one bmap serves both).
+// The bmaptool check matters for sets with several names, where one name may extend another
+// ("a" and "a.raw").
+func Clashes(specs []OutputSpec) []*Clash {
+	var clashes []*Clash
+	seen := map[[2]int]bool{}
+	add := func(i, j int, problem, fix string) {
+		i, j = min(i, j), max(i, j)
+		if !seen[[2]int{i, j}] {
+			seen[[2]int{i, j}] = true
+			clashes = append(clashes, &Clash{First: i, Second: j, Problem: problem, Fix: fix})
+		}
+	}
+	owner := map[string]int{}
+	for i, s := range specs {
+		s = s.withDefaults()
+		for _, f := range s.Files() {
+			j, ok := owner[f]
+			if !ok {
+				owner[f] = i
+				continue
+			}
+			other := specs[j].withDefaults()
+			if strings.HasSuffix(f, ".bmap") && other.Shrink == s.Shrink {
+				add(j, i, "both write "+f, fmt.Sprintf("a bmap describes the uncompressed image, so one serves %s and %s alike: ask for a bmap on one of them only",
+					other.Files()[0], s.Files()[0]))
+			} else {
+				add(j, i, "both write "+f, "ask for each file once: drop one of them, or change its compression")
+			}
+		}
+	}
+	for i, s := range specs {
+		s = s.withDefaults()
+		if s.Format != "raw" {
+			continue
+		}
+		image := s.Files()[0]
+		for _, cand := range bmaptoolCandidates(image) {
+			j, ok := owner[cand]
+			if !ok || !strings.HasSuffix(cand, ".bmap") {
+				continue
+			}
+			// All outputs of a set are made from one disk, so the shrink alone says which
+			// image a bmap describes.
+			if other := specs[j].withDefaults(); other.Shrink != s.Shrink {
+				add(i, j, fmt.Sprintf("bmaptool would pair %s with %s, the bmap of %s, a different image (shrink %s, not %s)",
+					image, cand, other.Files()[0], other.Shrink, s.Shrink),
+					"give the outputs names that do not extend one another: bmaptool looks for IMAGE.bmap, then strips one extension at a time")
+			}
+			break // bmaptool takes the first bmap it finds
+		}
+	}
+	return clashes
+}
+
+// bmaptoolCandidates returns, in order, the names bmaptool copy tries as the bmap of image when
+// not given one: image.bmap, then with one extension stripped at a time (img.raw.zst:
+// img.raw.zst.bmap, img.raw.bmap, img.bmap). That is find_and_open_bmap in bmaptools/CLI.py of
+// bmap-tools 3.6 (Debian bookworm), whose extensions are Python's os.path.splitext: a leading
+// dot starts no extension. image is a file name, without a directory.
+func bmaptoolCandidates(image string) []string {
+	var out []string
+	for p := image; ; {
+		out = append(out, p+".bmap")
+		dot := strings.LastIndexByte(p, '.')
+		if dot <= 0 || strings.Trim(p[:dot], ".") == "" {
+			return out
+		}
+		p = p[:dot]
+	}
 }
