@@ -9,9 +9,10 @@ import (
 )
 
 // runApp runs app on a command line. It is the one way in for main and for the tests, so that
-// every caller parses the command line as users type it (see flagsFirst).
+// every caller parses the command line as users type it (see flagsFirst), and gets every usage
+// error as a usageError (see strictUsage and usageErrorOf).
 func runApp(ctx context.Context, app *cli.App, args []string) error {
-	return app.RunContext(ctx, flagsFirst(app, args))
+	return usageErrorOf(app.RunContext(ctx, flagsFirst(app, args)))
 }
 
 // flagsFirst rewrites a command line (args[0] is the program) so that each command's flags come

@@ -188,6 +188,9 @@ func recipesCommand() *cli.Command {
 				Usage:     "print a built-in recipe",
 				ArgsUsage: "NAME",
 				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError{errors.New("name one built-in recipe (see 'ingot recipes ls')")}
+					}
 					data, ok := recipes.CatalogSource(c.Args().First())
 					if !ok {
 						return usageError{fmt.Errorf("no built-in recipe %q; see 'ingot recipes ls'", c.Args().First())}
