@@ -86,6 +86,9 @@ func Resolve(arg string, vars map[string]string, env []string) (*Recipe, error) 
 		if _, ok := CatalogSource(arg); ok {
 			return LoadCatalog(arg, vars, env)
 		}
+		if fi, err := os.Stat(arg); err == nil && fi.IsDir() {
+			return Load(arg, vars, env) // says it is a directory and names the recipes in it
+		}
 		return nil, unknownRecipe(arg)
 	}
 	return Load(arg, vars, env)

@@ -88,6 +88,7 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"provision[0].file.src":        conf,
 		"provision[0].file.dst":        "/etc/x",
 		"provision[0].file.mode":       "0600",
+		"provision[0].file.dir_mode":   "0750",
 		"provision[0].file.owner":      "root",
 		"provision[0].file.direction":  "upload",
 		"provision[0].reboot.timeout":  "1m",
@@ -156,6 +157,9 @@ func skeleton(leaf string) map[string]any {
 		r["provision"] = []any{map[string]any{"shell": map[string]any{"inline": "true"}}}
 	case strings.HasPrefix(leaf, "provision[0].file."):
 		conf, _ := filepath.Abs("testdata/files/app.conf")
+		if leaf == "provision[0].file.dir_mode" {
+			conf = filepath.Dir(conf) // dir_mode is for trees only
+		}
 		r["provision"] = []any{map[string]any{"file": map[string]any{"src": conf, "dst": "/etc/x"}}}
 	case strings.HasPrefix(leaf, "provision[0].reboot."):
 		r["provision"] = []any{map[string]any{"reboot": map[string]any{}}}

@@ -1,9 +1,10 @@
 package recipes
 
 import (
-	"encoding/hex"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"os"
@@ -14,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Defaults, documented in docs/recipes.md.
@@ -53,7 +56,30 @@ var (
 // environment (os.Environ()), searched for INGOT_VAR_NAME. A recipe that is not valid yields
 // Errors. Relative paths in the recipe are resolved against its directory.
 func Load(path string, vars map[string]string, env []string) (*Recipe, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read recipe: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read recipe: %w", err)
+	}
+	if fi.IsDir() {
+		return nil, Errors{dirError(path)}
+	}
+	// The head is judged before the rest is read: a disk image named by mistake can be gigabytes,
+	// and its first bytes are enough to say what it is.
+	head := make([]byte, sniffLen)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("read recipe: %w", err)
+	}
+	head = head[:n]
+	if e := notText(path, head, n < sniffLen); e != nil {
+		return nil, Errors{e}
+	}
+	rest, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read recipe: %w", err)
 	}
@@ -61,13 +87,20 @@ func Load(path string, vars map[string]string, env []string) (*Recipe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read recipe %s: %w", path, err)
 	}
-	return LoadBytes(path, data, dir, vars, env)
+	return LoadBytes(path, append(head, rest...), dir, vars, env)
 }
 
 // LoadBytes reads a recipe held in memory. name stands for the file in positions and becomes
 // Recipe.File. dir resolves relative paths; empty means the recipe may not refer to local files
-// by relative path (built-in recipes).
+// by relative path (built-in recipes). A leading UTF-8 byte-order mark is ignored: editors on
+// Windows write one, and YAML 1.2 (section 5.2) allows it.
 func LoadBytes(name string, data []byte, dir string, vars map[string]string, env []string) (*Recipe, error) {
+	if e := notText(name, data, true); e != nil {
+		return nil, Errors{e}
+	}
+	// Columns on line 1 stay right without the mark: editors do not show it, and the parser
+	// counts columns from the first byte it is given.
+	data = bytes.TrimPrefix(data, []byte(utf8BOM))
 	d := &decoder{
 		file:      name,
 		dir:       dir,
@@ -85,26 +118,175 @@ func LoadBytes(name string, data []byte, dir string, vars map[string]string, env
 	return r, nil
 }
 
+// dirError is the error for a directory named as a recipe, naming the recipes in it to pick from.
+func dirError(path string) *Error {
+	var found []string
+	entries, _ := os.ReadDir(path) // unreadable: the hint just names no files
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			found = append(found, filepath.Join(path, e.Name()))
+		}
+	}
+	hint := "name the recipe file (a .yaml file); this directory has none"
+	switch {
+	case len(found) == 1:
+		hint = "name the recipe file in it: " + found[0]
+	case len(found) > 1:
+		const listed = 5
+		if len(found) > listed {
+			found = append(found[:listed:listed], fmt.Sprintf("(and %d more)", len(found)-listed))
+		}
+		hint = "name one recipe file in it: " + strings.Join(found, ", ")
+	}
+	return &Error{Pos: Pos{File: path}, Msg: "is a directory, not a recipe file", Hint: hint}
+}
+
+// sniffLen is how much of a file Load reads before deciding it is text: enough to reach the
+// ISO 9660 volume descriptor at byte 32769.
+const sniffLen = 64 << 10
+
+// utf8BOM is the byte-order mark as UTF-8 encodes it (U+FEFF).
+const utf8BOM = "\ufeff"
+
+// signature is a file format recognised by its magic bytes, so that a disk image or an archive
+// named as a recipe is called what it is rather than "binary data".
+type signature struct {
+	off   int
+	magic string
+	what  string
+	hint  string
+}
+
+const (
+	imageHint   = "name the recipe (a .yaml file) that builds from it: an image goes under source: disk: url: or iso: url:"
+	archiveHint = "if a recipe is inside, unpack it and name the .yaml file"
+	binaryHint  = "name the recipe file (YAML text)"
+)
+
+// signatures are checked only once a file has failed as text, so a recipe that happens to start
+// with "BZh" or "PK" is still read as one.
+func signatures() []signature {
+	return []signature{
+		{0, "QFI\xfb", "a qcow2 disk image", imageHint},
+		{0, "KDMV", "a VMDK disk image", imageHint},
+		{0, "vhdxfile", "a VHDX disk image", imageHint},
+		{0, "conectix", "a VHD disk image", imageHint},
+		{0x8001, "CD001", "an ISO 9660 image", imageHint}, // the primary volume descriptor, after 32 KiB of system area
+		{0, "\x1f\x8b", "gzip-compressed data", archiveHint},
+		{0, "\xfd7zXZ\x00", "xz-compressed data", archiveHint},
+		{0, "\x28\xb5\x2f\xfd", "zstd-compressed data", archiveHint},
+		{0, "BZh", "bzip2-compressed data", archiveHint},
+		{0, "PK\x03\x04", "a zip archive", archiveHint},
+		{257, "ustar", "a tar archive", archiveHint},
+		{0, "\x7fELF", "a program (ELF)", binaryHint},
+		{510, "\x55\xaa", "a raw disk image (it has a boot sector)", imageHint},
+	}
+}
+
+// notText returns the error for data that is not UTF-8 text, or nil. Without it a binary file
+// fails somewhere deep in the YAML parser ("found invalid tag character" at line 382), and a
+// UTF-16 file as "a string". complete is false when data is only the head of a file: a character
+// cut in two at its end is then not an error.
+func notText(name string, data []byte, complete bool) *Error {
+	start := 0
+	if bytes.HasPrefix(data, []byte(utf8BOM)) {
+		start = len(utf8BOM)
+	}
+	nul := bytes.IndexByte(data, 0)
+	bad := -1 // the first byte that is not valid UTF-8
+	for i := start; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			if complete || utf8.FullRune(data[i:]) {
+				bad = i
+			}
+			break
+		}
+		i += size
+	}
+	if nul < 0 && bad < 0 {
+		return nil
+	}
+	// at is the position of the byte at off as an editor shows it: columns in characters, from the
+	// first after the byte-order mark.
+	at := func(off int) Pos {
+		text := data[start:off]
+		line := bytes.Count(text, []byte("\n")) + 1
+		col := utf8.RuneCount(text[bytes.LastIndexByte(text, '\n')+1:]) + 1
+		return Pos{File: name, Line: line, Col: col}
+	}
+	const saveUTF8 = "save it as UTF-8 (in Notepad: Save As, Encoding: UTF-8)"
+	switch {
+	case bytes.HasPrefix(data, []byte{0xFF, 0xFE, 0, 0}), bytes.HasPrefix(data, []byte{0, 0, 0xFE, 0xFF}):
+		return &Error{Pos: at(start), Msg: "the recipe is UTF-32 text, not UTF-8", Hint: saveUTF8}
+	case bytes.HasPrefix(data, []byte{0xFF, 0xFE}), bytes.HasPrefix(data, []byte{0xFE, 0xFF}), looksUTF16(data):
+		return &Error{Pos: at(start), Msg: "the recipe is UTF-16 text, not UTF-8", Hint: saveUTF8}
+	}
+	for _, s := range signatures() {
+		if bytes.HasPrefix(data[min(s.off, len(data)):], []byte(s.magic)) {
+			return &Error{Pos: at(start), Msg: "the recipe is not a text YAML file: it looks like " + s.what, Hint: s.hint}
+		}
+	}
+	// Text never has a NUL byte; binary data nearly always does (git's test for binary files).
+	if nul >= 0 {
+		return &Error{Pos: at(nul), Msg: fmt.Sprintf("the recipe is not a text YAML file: it looks like binary data (a NUL byte at offset %d)", nul), Hint: binaryHint}
+	}
+	return &Error{
+		Pos:  at(bad),
+		Msg:  fmt.Sprintf("the recipe is not UTF-8 text: the byte 0x%02X at offset %d is not valid UTF-8", data[bad], bad),
+		Hint: saveUTF8 + "; it may have been written as Latin-1 or Windows-1252",
+	}
+}
+
+// looksUTF16 reports whether data starts as UTF-16 text without a byte-order mark would: ASCII
+// characters, each with a NUL byte beside it.
+func looksUTF16(data []byte) bool {
+	n := min(len(data), 64) &^ 1
+	if n < 4 {
+		return false
+	}
+	for _, zero := range []int{0, 1} { // 1: little-endian, 0: big-endian
+		ok := true
+		for i := 0; i < n && ok; i += 2 {
+			z, c := data[i+zero], data[i+1-zero]
+			ok = z == 0 && c != 0 && c < 0x80
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
 // parse parses a recipe's text into its single document body, recording syntax errors.
 func (d *decoder) parse(data []byte) ast.Node {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		pos, msg := Pos{File: d.file, Line: 1, Col: 1}, err.Error()
+		hint := ""
 		var ye yaml.Error
 		if errors.As(err, &ye) {
 			msg = ye.GetMessage()
 			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 				pos.Line, pos.Col = tk.Position.Line, tk.Position.Column
+				if at, h, ok := d.misindented(msg, tk); ok {
+					pos, hint = at, h
+				}
 			}
 		}
-		hint := ""
 		switch {
+		case hint != "":
 		case strings.Contains(msg, "tab") || strings.Contains(msg, "\t"):
 			hint = "indent with spaces, not tabs"
 		case strings.Contains(msg, "already defined"):
 			hint = "each key may appear once in a mapping"
 		case strings.Contains(msg, "must be specified") || strings.Contains(msg, "not found"):
 			hint = "a bracket or quote opened before this point is not closed"
+		case strings.HasPrefix(msg, "mapping value is not allowed in this context"):
+			// One line: a ':' followed by a space inside a plain value.
+			hint = `quote a value that contains ": ", e.g. shell: 'echo a: b'`
+		case strings.Contains(msg, "value is not allowed in this context") || strings.Contains(msg, "non-map value is specified"):
+			hint = "check this line's indentation: the keys of one mapping start in the same column, and list items (- ) in theirs"
 		}
 		msg = strings.ReplaceAll(msg, "\t", `\t`)
 		d.errorf(pos, "", hint, "YAML: %s", msg)
@@ -126,6 +308,46 @@ func (d *decoder) parse(data []byte) ast.Node {
 	}
 	d.errorf(d.at(bodies[1]), "", "put each recipe in its own file", "a recipe is one YAML document; this file has %d", len(bodies))
 	return nil
+}
+
+// misindented places and explains a syntax error that a line indented deeper than the key above
+// it causes. YAML reads such a line as more of the value above (cpus: 2, then "   memory: 2G",
+// is the plain scalar "2 memory"), so the parser reports the error at the start of that value,
+// a line or more above the line to fix. The position returned is the start of the offending
+// key; ok is false when tk is not such an error.
+func (d *decoder) misindented(msg string, tk *token.Token) (at Pos, hint string, ok bool) {
+	var key string // the key indented too deep
+	switch {
+	case strings.HasPrefix(msg, "mapping value is not allowed in this context"):
+		// tk is the multi-line scalar that swallowed the key; the ':' after it is on the key's line.
+		origin := strings.TrimLeft(tk.Origin, " \t\r\n")
+		nl := strings.LastIndexByte(origin, '\n')
+		if nl < 0 || tk.Next == nil || tk.Next.Type != token.MappingValueType || tk.Next.Position == nil {
+			return Pos{}, "", false
+		}
+		last := origin[nl+1:]
+		key = strings.TrimSpace(last)
+		at = Pos{File: d.file, Line: tk.Next.Position.Line, Col: len(last) - len(strings.TrimLeft(last, " \t")) + 1}
+	case strings.Contains(msg, "map key-value is pre-defined"):
+		// A comment line ended the value above, so tk is the offending key itself.
+		key = tk.Value
+		at = Pos{File: d.file, Line: tk.Position.Line, Col: tk.Position.Column}
+	default:
+		return Pos{}, "", false
+	}
+	// The key above is the one before the nearest ':' on an earlier line.
+	var above *token.Token
+	for t := tk.Prev; t != nil; t = t.Prev {
+		if t.Type == token.MappingValueType && t.Prev != nil && t.Prev.Position != nil && t.Prev.Position.Line < at.Line {
+			above = t.Prev
+			break
+		}
+	}
+	if above == nil || above.Position.Column >= at.Col {
+		return at, "check this line's indentation: the keys of one mapping start in the same column", true
+	}
+	return at, fmt.Sprintf("%q is indented deeper than %q on line %d (column %d, not %d), so YAML reads it as more of the value of %s; "+
+		"start the keys of one mapping in the same column", key, above.Value, above.Position.Line, at.Col, above.Position.Column, above.Value), true
 }
 
 func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Recipe {
@@ -167,7 +389,7 @@ func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Rec
 	r.SSH = d.ssh(top)
 	r.Provision = d.provision(top)
 	r.Generalize = d.generalize(top)
-	r.Outputs = d.outputs(top, r.Name)
+	r.Outputs = d.outputs(top)
 	d.checkDownloads(r)
 	return r
 }
@@ -429,18 +651,26 @@ func (d *decoder) pin(p string, n ast.Node, algo string, digits int) string {
 		}
 		return ""
 	}
-	if !isHex(s) {
-		d.errorf(d.at(n), p, "a "+algo+" is "+strconv.Itoa(digits)+" hex digits, as `"+algo+"sum FILE` prints it", "%q is not hexadecimal", s)
+	// A digest with a digit missing is the common slip (a copy that stopped short), so the digits
+	// are checked one by one rather than decoded: hex.DecodeString calls any odd length invalid,
+	// which read as "not hexadecimal" for a digest that was one digit short.
+	if i := strings.IndexFunc(s, notHexDigit); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		d.errorf(d.at(n), p, "a "+algo+" is "+strconv.Itoa(digits)+" hex digits (0-9, a-f), as `"+algo+"sum FILE` prints it",
+			"%q is not hexadecimal: %q (character %d) is not a hex digit", s, r, utf8.RuneCountInString(s[:i])+1)
 		return ""
 	}
 	if len(s) != digits {
 		guess := map[int]string{32: "an md5", 40: "a sha1", 64: "a sha256", 128: "a sha512"}[len(s)]
 		hint := fmt.Sprintf("a %s has %d hex digits", algo, digits)
-		switch guess {
-		case "a sha256", "a sha512":
+		switch {
+		case len(s) == digits-1:
+			hint += ": one digit short? copy it again from `" + algo + "sum FILE` or the publisher's checksum file"
+		case len(s) == digits+1:
+			hint += ": one digit too many? copy it again from `" + algo + "sum FILE` or the publisher's checksum file"
+		case guess == "a sha256", guess == "a sha512":
 			hint = fmt.Sprintf("that is %s digest: write it under %s: instead", guess, strings.TrimPrefix(guess, "a "))
-		case "":
-		default:
+		case guess != "":
 			hint = fmt.Sprintf("that looks like %s digest, which ingot does not accept; %s", guess, hint)
 		}
 		d.errorf(d.at(n), p, hint, "has %d hex digits, not %d", len(s), digits)
@@ -449,9 +679,13 @@ func (d *decoder) pin(p string, n ast.Node, algo string, digits int) string {
 	return strings.ToLower(s)
 }
 
+// isHex reports whether s is a non-empty run of hex digits, of any length.
 func isHex(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil && s != ""
+	return s != "" && strings.IndexFunc(s, notHexDigit) < 0
+}
+
+func notHexDigit(r rune) bool {
+	return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F')
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -803,6 +1037,12 @@ func (d *decoder) fileStep(p string, n ast.Node) (*File, bool) {
 		if n, ok := f.get("mode"); ok {
 			fl.Mode = d.mode(f.child("mode"), n)
 		}
+		if n, ok := f.get("dir_mode"); ok {
+			fl.DirMode = d.mode(f.child("dir_mode"), n)
+			if fi, err := os.Stat(fl.Src); err == nil && !fi.IsDir() {
+				d.errorf(d.at(n), f.child("dir_mode"), "use mode: for a file; dir_mode: is for the directories of an uploaded tree", "%s is a file, not a directory", fl.Src)
+			}
+		}
 		if n, ok := f.get("owner"); ok {
 			if s, ok := d.nonEmpty(f.child("owner"), n); ok {
 				if !ownerRE.MatchString(s) {
@@ -825,7 +1065,7 @@ func (d *decoder) fileStep(p string, n ast.Node) (*File, bool) {
 			fl.Dst = s
 		}
 	}
-	for _, k := range []string{"mode", "owner"} {
+	for _, k := range []string{"mode", "dir_mode", "owner"} {
 		if _, ok := f.get(k); ok {
 			d.errorf(d.positions[f.child(k)], f.child(k), "a download keeps the local user's ownership and a 0644 mode; remove it", "applies to uploads only")
 		}
@@ -908,7 +1148,7 @@ func outputOptions(format string) map[string][]string {
 // OutputFormats lists the output formats a recipe may ask for.
 func OutputFormats() []string { return []string{"qcow2", "vmdk", "vhdx", "raw", "ova"} }
 
-func (d *decoder) outputs(top *fields, name string) []Output {
+func (d *decoder) outputs(top *fields) []Output {
 	n, ok := top.get("outputs")
 	if !ok {
 		return []Output{{Format: "qcow2", Compress: "none", Pos: top.at}}
@@ -919,7 +1159,6 @@ func (d *decoder) outputs(top *fields, name string) []Output {
 		return nil
 	}
 	var outs []Output
-	seen := map[string]int{}
 	for i, item := range items {
 		p := fmt.Sprintf("outputs[%d]", i)
 		f, ok := d.mapping(p, d.at(d.resolve(p, item)), item, false, yamlKeys[Output]())
@@ -972,26 +1211,8 @@ func (d *decoder) outputs(top *fields, name string) []Output {
 				}
 			}
 		}
-		// Two outputs may share a format (raw minimal for flashing and raw.zst for download) but
-		// not a file.
-		files := []string{name + "." + o.Format}
-		if o.Format == "raw" && (o.Compress == "zstd" || o.Compress == "xz") {
-			files[0] += map[string]string{"zstd": ".zst", "xz": ".xz"}[o.Compress]
-		}
-		if o.Bmap {
-			files = append(files, name+".raw.bmap")
-		}
-		dup := false
-		for _, file := range files {
-			if first, ok := seen[file]; ok && !dup {
-				d.errorf(d.at(fn), f.child("format"), "ask for each file once: change the compression, or drop one", "outputs[%d] is written to %s already", first, file)
-				dup = true
-			}
-			seen[file] = i
-		}
-		if dup {
-			continue
-		}
+		// Which outputs clash (the same file twice, a bmap bmaptool would pair with another
+		// image) is disk's naming to know: bake.Check refuses them, at this output's line.
 		outs = append(outs, o)
 	}
 	return outs

@@ -1,14 +1,18 @@
 package recipes
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 )
 
 // emptySHA256 is the sha256 of an empty file: a real digest for fixtures that point at no real
@@ -482,5 +486,260 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 	_, err = LoadBytes("r.yaml", []byte(minimal+"cloud_init:\n  user_data:\n    a: &a [x, *a]\n"), "", nil, nil)
 	if err == nil || err.Error() != "r.yaml:6:15: cloud_init.user_data.a[1]: alias *a refers to a value that contains it" {
 		t.Fatalf("a self-referencing alias: %v", err)
+	}
+}
+
+// Editors on Windows save UTF-8 with a byte-order mark. The recipe loads, and positions on its
+// first line count from the first character after the mark, as editors show them.
+func TestLoadByteOrderMark(t *testing.T) {
+	r, err := Load("testdata/encoding/ok-bom.yaml", nil, nil)
+	if err != nil {
+		t.Fatalf("a recipe with a byte-order mark: %v", err)
+	}
+	if r.Name != "ok-bom" {
+		t.Errorf("name = %q, want ok-bom", r.Name)
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"first key", "\ufeffname: Bad\nsource: { image: a }\n", `x.yaml:1:7: name: "Bad" is not a valid name`},
+		{"later on line 1", "\ufeff{ name: t, source: { image: a }, cpus: 2 }\n", "x.yaml:1:34: cpus: unknown key"},
+		{"syntax error on line 1", "\ufeffname: t\n source: { image: a }\n", "x.yaml:2:2: YAML: mapping value is not allowed"},
+		{"line 2", "\ufeffname: t\nsource: { image: a, cpus: 2 }\n", "x.yaml:2:21: source.cpus: unknown key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadBytes("x.yaml", []byte(tt.yaml), "", nil, nil)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q…", err, tt.want)
+			}
+		})
+	}
+}
+
+// A file that is not UTF-8 text is called what it is, before the YAML parser makes something
+// odd of it.
+func TestLoadNotText(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write([]byte(minimal)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	iso := append(make([]byte, 0x8000), "\x01CD001\x01"...)
+	mbr := make([]byte, 1024)
+	mbr[510], mbr[511] = 0x55, 0xAA
+	utf16le := []byte{0xFF, 0xFE}
+	for _, u := range utf16.Encode([]rune(minimal)) {
+		utf16le = append(utf16le, byte(u), byte(u>>8))
+	}
+	var utf16be []byte // and no byte-order mark
+	for _, u := range utf16.Encode([]rune(minimal)) {
+		utf16be = append(utf16be, byte(u>>8), byte(u))
+	}
+	// Longer than what Load reads before judging, so the end is judged by LoadBytes.
+	long := minimal + strings.Repeat("# "+strings.Repeat("x", 97)+"\n", 700)
+
+	const (
+		notYAML = "the recipe is not a text YAML file: it looks like "
+		utf8ize = "save it as UTF-8 (in Notepad: Save As, Encoding: UTF-8)"
+	)
+	tests := []struct {
+		name string
+		file string // in testdata/encoding; or
+		data string
+		want string // how the error starts after the file name; "" if the file loads
+	}{
+		{name: "qcow2 image", file: "image.qcow2", want: ":1:1: " + notYAML + "a qcow2 disk image; " + imageHint},
+		{name: "random binary", file: "random.bin", want: ":3:33: " + notYAML + "binary data (a NUL byte at offset 631); name the recipe file (YAML text)"},
+		{name: "gzip", data: gz.String(), want: ":1:1: " + notYAML + "gzip-compressed data; " + archiveHint},
+		{name: "ISO", data: string(iso), want: ":1:1: " + notYAML + "an ISO 9660 image; " + imageHint},
+		{name: "raw disk", data: string(mbr), want: ":1:1: " + notYAML + "a raw disk image (it has a boot sector); " + imageHint},
+		{name: "NUL in text", data: "name: t\x00\n", want: ":1:8: " + notYAML + "binary data (a NUL byte at offset 7); name the recipe file (YAML text)"},
+		{name: "NUL past the head", data: long + "\x00", want: ":704:1: " + notYAML + "binary data (a NUL byte at offset " + strconv.Itoa(len(long)) + "); name the recipe file (YAML text)"},
+		{name: "UTF-16 with BOM", data: string(utf16le), want: ":1:1: the recipe is UTF-16 text, not UTF-8; " + utf8ize},
+		{name: "UTF-16BE without BOM", data: string(utf16be), want: ":1:1: the recipe is UTF-16 text, not UTF-8; " + utf8ize},
+		{name: "Latin-1", data: "name: t\n# gr\xf6\xdfe\n", want: ":2:5: the recipe is not UTF-8 text: the byte 0xF6 at offset 12 is not valid UTF-8; " + utf8ize + "; it may have been written as Latin-1 or Windows-1252"},
+		{name: "Latin-1 after a BOM", data: "\ufeff# \xe9t\xe9\n", want: ":1:3: the recipe is not UTF-8 text: the byte 0xE9 at offset 5 is not valid UTF-8; " + utf8ize + "; it may have been written as Latin-1 or Windows-1252"},
+		// A character cut in two by the end of the head is not an error.
+		{name: "long text", data: minimal + strings.Repeat("#", sniffLen-len(minimal)-1) + "é\n"},
+		// Signatures apply only to what is not text: a recipe may start with "BZh".
+		{name: "text that starts like bzip2", data: "BZh: 1\n", want: ":1:1: BZh: unknown key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join("testdata/encoding", tt.file)
+			if tt.file == "" {
+				path = writeRecipe(t, tt.data, nil)
+			}
+			_, err := Load(path, nil, nil)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %v (%T) is not Errors", err, err)
+			}
+			if got, _ := strings.CutPrefix(es[0].Error(), path); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got  %s\nwant %s…", got, tt.want)
+			}
+		})
+	}
+}
+
+// A directory named as the recipe says so, and names the recipes in it.
+func TestLoadDirectory(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+		hint  string // with DIR for the directory
+	}{
+		{"two recipes", []string{"web.yaml", "base.yml", "notes.txt", "sub/x.yaml"}, "name one recipe file in it: DIR/base.yml, DIR/web.yaml"},
+		{"one recipe", []string{"web.yaml"}, "name the recipe file in it: DIR/web.yaml"},
+		{"none", []string{"notes.txt"}, "name the recipe file (a .yaml file); this directory has none"},
+		{"many", []string{"a.yaml", "b.yaml", "c.yaml", "d.yaml", "e.yaml", "f.yaml", "g.yaml"}, "name one recipe file in it: DIR/a.yaml, DIR/b.yaml, DIR/c.yaml, DIR/d.yaml, DIR/e.yaml, (and 2 more)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tt.files {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), []byte(minimal), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(dir, nil, nil)
+			want := dir + ": is a directory, not a recipe file; " + strings.ReplaceAll(tt.hint, "DIR", dir)
+			if err == nil || err.Error() != want {
+				t.Errorf("got  %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+// A line indented deeper than the key above it is read by YAML as more of that key's value, and
+// the parser reports the value's line. The error names the line to fix and says why.
+func TestLoadMisindented(t *testing.T) {
+	const src = "source: { image: a }\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{
+			name: "mapping key one space deeper",
+			yaml: src + "machine:\n  cpus: 2\n   memory: 2GiB\n",
+			want: `x.yaml:4:4: YAML: mapping value is not allowed in this context; "memory" is indented deeper than "cpus" on line 3 (column 4, not 3), so YAML reads it as more of the value of cpus; start the keys of one mapping in the same column`,
+		},
+		{
+			name: "several lines deeper",
+			yaml: src + "description: one\n  two\n  three\n   name: t\n",
+			want: `x.yaml:5:4: YAML: mapping value is not allowed in this context; "name" is indented deeper than "description" on line 2 (column 4, not 1), so YAML reads it as more of the value of description; start the keys of one mapping in the same column`,
+		},
+		{
+			name: "top-level key",
+			yaml: "name: t\n " + src,
+			want: `x.yaml:2:2: YAML: mapping value is not allowed in this context; "source" is indented deeper than "name" on line 1 (column 2, not 1), so YAML reads it as more of the value of name; start the keys of one mapping in the same column`,
+		},
+		{
+			name: "second key of a step",
+			yaml: "name: t\n" + src + "provision:\n  - shell: apt-get update\n     sudo: false\n",
+			want: `x.yaml:5:6: YAML: mapping value is not allowed in this context; "sudo" is indented deeper than "shell" on line 4 (column 6, not 5), so YAML reads it as more of the value of shell; start the keys of one mapping in the same column`,
+		},
+		{
+			name: "CRLF line ends",
+			yaml: strings.ReplaceAll(src+"machine:\n  cpus: 2\n   memory: 2GiB\n", "\n", "\r\n"),
+			want: `x.yaml:4:4: YAML: mapping value is not allowed in this context; "memory" is indented deeper`,
+		},
+		{
+			name: "after a comment",
+			yaml: src + "machine:\n  cpus: 2\n  # more\n   memory: 2GiB\n",
+			want: `x.yaml:5:4: YAML: value is not allowed in this context. map key-value is pre-defined; "memory" is indented deeper than "cpus" on line 3 (column 4, not 3)`,
+		},
+		{
+			name: "less deep than the key above",
+			yaml: src + "machine:\n    cpus: 2\n  memory: 2GiB\n",
+			want: `x.yaml:4:3: YAML: value is not allowed in this context; check this line's indentation`,
+		},
+		{
+			name: "a colon in a plain value",
+			yaml: "name: t\n" + src + "provision:\n  - shell: echo a: b\n",
+			want: `x.yaml:4:12: YAML: mapping value is not allowed in this context; quote a value that contains ": ", e.g. shell: 'echo a: b'`,
+		},
+		{
+			name: "tab",
+			yaml: src + "machine:\n\tcpus: 2\n",
+			want: `x.yaml:3:1: YAML: found character '\t' that cannot start any token; indent with spaces, not tabs`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadBytes("x.yaml", []byte(tt.yaml), "", nil, nil)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("got  %v\nwant %s…", err, tt.want)
+			}
+		})
+	}
+}
+
+// A digest of the wrong length is called that, even when the length is odd: hex.DecodeString
+// calls any odd length invalid, which made a digest one digit short "not hexadecimal".
+func TestLoadPinDigits(t *testing.T) {
+	sha512 := strings.Repeat(emptySHA256, 2)
+	tests := []struct {
+		name, pin, want string
+	}{
+		{"sha256 one short", "sha256: " + emptySHA256[:63], "source.disk.sha256: has 63 hex digits, not 64; a sha256 has 64 hex digits: one digit short?"},
+		{"sha256 one short, prefixed", "sha256: sha256:" + emptySHA256[:63], "source.disk.sha256: has 63 hex digits, not 64; a sha256 has 64 hex digits: one digit short?"},
+		{"sha256 one over", "sha256: " + emptySHA256 + "0", "source.disk.sha256: has 65 hex digits, not 64; a sha256 has 64 hex digits: one digit too many?"},
+		{"sha512 one short", "sha512: " + sha512[:127], "source.disk.sha512: has 127 hex digits, not 128; a sha512 has 128 hex digits: one digit short?"},
+		{"odd length md5-ish", "sha256: " + emptySHA256[:33], "source.disk.sha256: has 33 hex digits, not 64; a sha256 has 64 hex digits"},
+		{"a letter O for a zero", "sha256: " + emptySHA256[:16] + "O" + emptySHA256[17:], `is not hexadecimal: 'O' (character 17) is not a hex digit`},
+		{"a space", `sha256: "` + emptySHA256[:8] + " " + emptySHA256[8:63] + `"`, `is not hexadecimal: ' ' (character 9) is not a hex digit`},
+		{"odd-length digest of another algorithm", "sha256: md5:" + emptySHA256[:31], "source.disk.sha256: md5 digests are not supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yaml := "name: t\nsource:\n  disk:\n    url: https://example.org/t.qcow2\n    " + tt.pin + "\n"
+			_, err := LoadBytes("x.yaml", []byte(yaml), "", nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got  %v\nwant …%s…", err, tt.want)
+			}
+		})
+	}
+}
+
+// A directory named without a slash (`ingot build recipes`) is not taken for a catalogue name:
+// the error says it is a directory and names the recipes in it.
+func TestResolveDirectory(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(parent, "web", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(parent, "web", "web.yaml"), []byte(minimal), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(parent)
+	_, err := Resolve("web", nil, nil)
+	if want := "web: is a directory, not a recipe file; name the recipe file in it: web/web.yaml"; err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+}
+
+// dir_mode is for trees: on a file upload it is refused, with what to use instead.
+func TestDirModeOnAFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := minimal + "provision:\n  - file: { src: app.conf, dst: /etc/app.conf, dir_mode: \"0755\" }\n"
+	_, err := LoadBytes("r.yaml", []byte(src), dir, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "provision[0].file.dir_mode: ") || !strings.Contains(err.Error(), "use mode: for a file") {
+		t.Errorf("dir_mode on a file: %v", err)
 	}
 }

@@ -199,9 +199,14 @@ type File struct {
 	// Dst is an absolute guest path for uploads. For downloads it is an absolute local path, or
 	// a relative one, which names a file published with the outputs.
 	Dst string `yaml:"dst"`
-	// Mode is an octal mode such as "0644" (uploads only; default 0644).
+	// Mode is an octal mode such as "0644" (uploads only). For a file it defaults to 0644; for a
+	// directory tree it applies to every regular file, which otherwise keeps its local mode.
 	Mode string `yaml:"mode"`
-	// Owner is user or user:group (uploads only).
+	// DirMode is an octal mode for every directory of an uploaded tree, its top included;
+	// without it directories keep their local modes. Files are refused it.
+	DirMode string `yaml:"dir_mode"`
+	// Owner is user or user:group (uploads only; default root:root, since provisioning runs
+	// as root and the build user is deleted by generalize).
 	Owner string `yaml:"owner"`
 	// Direction is upload or download.
 	Direction string `yaml:"direction"`

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // The algorithms a pin may name. The cache is keyed by sha256 whatever the pin says.
@@ -105,27 +106,39 @@ func parsePin(s string) (pin, error) {
 	return pin{algo: algo, digest: d}, nil
 }
 
-// parseDigest checks that s is a digest of algo in hex and returns it in lower case.
+// parseDigest checks that s is a digest of algo in hex and returns it in lower case. A digest one
+// digit short or long is a copy that went wrong, and is called that.
 func parseDigest(s, algo string) (string, error) {
-	if want := digestLen[algo]; len(s) != want {
+	bad := strings.IndexFunc(s, notHexDigit)
+	if want, n := digestLen[algo], utf8.RuneCountInString(s); n != want {
 		hint := ""
-		switch len(s) {
-		case 2 * 16:
+		switch {
+		case bad < 0 && n == want-1:
+			hint = " (one digit short?)"
+		case bad < 0 && n == want+1:
+			hint = " (one digit too many?)"
+		case n == 2*16:
 			hint = " (an md5?)"
-		case 2 * 20:
+		case n == 2*20:
 			hint = " (a sha1?)"
-		case 2 * 32:
+		case n == 2*32:
 			hint = " (a sha256? write sha256:HEX)"
-		case 2 * 64:
+		case n == 2*64:
 			hint = " (a sha512? write sha512:HEX)"
 		}
 		return "", fmt.Errorf("%w: %q has %d characters%s, not the %d hex digits of a %s (a sha256 has 64, a sha512 128)",
-			ErrInvalidPin, s, len(s), hint, want, algo)
+			ErrInvalidPin, s, n, hint, want, algo)
 	}
-	if _, err := hex.DecodeString(s); err != nil {
-		return "", fmt.Errorf("%w: %q is not hexadecimal", ErrInvalidPin, s)
+	if bad >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[bad:])
+		return "", fmt.Errorf("%w: %q is not hexadecimal: %q (character %d) is not a hex digit",
+			ErrInvalidPin, s, r, utf8.RuneCountInString(s[:bad])+1)
 	}
 	return strings.ToLower(s), nil
+}
+
+func notHexDigit(r rune) bool {
+	return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F')
 }
 
 // isHexDigest reports whether s is a digest of algo in lower-case hex, as cache file names are.
