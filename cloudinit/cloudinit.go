@@ -16,10 +16,12 @@
 // (packages, runcmd, write_files, timezone, …), except:
 //
 //   - users: ingot's build user is appended to the recipe's list. If the recipe sets no users,
-//     the list becomes ["default", build user], because cloud-init only creates the distribution's
-//     default user when users is absent, and merely adding ours must not take that away. A recipe
-//     that sets users (even an empty list or null) gets exactly its list plus ours, as cloud-init
-//     would give it. A comma-separated string is split into a list; the mapping form is refused
+//     the list is the build user alone: no "default". Setting users stops cloud-init from making
+//     the distribution's default user in the build boot, which is what we want: an account made
+//     there would be baked into every clone (issue 19.6), while the image's own first boot, after
+//     generalize's `cloud-init clean`, makes the default user from the user's seed exactly as
+//     the base image would. A recipe that wants the default account in the image asks for it
+//     with users: [default]. A recipe that sets users gets exactly its list plus ours. A comma-separated string is split into a list; the mapping form is refused
 //     (it cannot be appended to without guessing). A recipe user named like the build user is an
 //     error: two definitions of one account would silently fight.
 //   - ssh_keys: set by ingot and refused in the recipe. The communicator verifies the guest's host
@@ -39,9 +41,7 @@
 // (subiquity): the document passes through as given, and the merge above is applied to
 // autoinstall.user-data instead, which the installer hands to the installed system's cloud-init.
 // That is how the installed system, not the installer's live session, gets the build user and the
-// pinned host key. Two rules differ there: "default" is not added when users is absent (the
-// installer's identity section makes the primary user; a stray locked "ubuntu" account would be
-// noise), and ssh_pwauth is not forced (the autoinstall ssh section decides it). The recipe still
+// pinned host key. One rule differs there: ssh_pwauth is not forced (the autoinstall ssh section decides it). The recipe still
 // has to install an SSH server in the target (autoinstall ssh.install-server: true).
 //
 // # Output

@@ -61,7 +61,7 @@ func addBuildAccess(doc map[string]any, path, buildUser string, user, sshKeys ma
 	if _, ok := doc["ssh_keys"]; ok {
 		return fmt.Errorf("%s.ssh_keys: ingot sets the guest's SSH host keys itself, to pin them before the first boot; remove ssh_keys from the recipe", path)
 	}
-	users, err := mergeUsers(doc, path, buildUser, user, cloudConfig)
+	users, err := mergeUsers(doc, path, buildUser, user)
 	if err != nil {
 		return err
 	}
@@ -73,16 +73,12 @@ func addBuildAccess(doc map[string]any, path, buildUser string, user, sshKeys ma
 	return nil
 }
 
-// mergeUsers returns the recipe's users with the build user appended. addDefault keeps cloud-init's
-// default user when the recipe did not mention users at all (see the package comment).
-func mergeUsers(doc map[string]any, path, buildUser string, user map[string]any, addDefault bool) ([]any, error) {
-	v, present := doc["users"]
+// mergeUsers returns the recipe's users with the build user appended (see the package comment:
+// no "default" is added).
+func mergeUsers(doc map[string]any, path, buildUser string, user map[string]any) ([]any, error) {
 	var list []any
-	switch v := v.(type) {
+	switch v := doc["users"].(type) {
 	case nil:
-		if !present && addDefault {
-			list = []any{"default"}
-		}
 	case []any:
 		list = v
 	case string:

@@ -17,9 +17,9 @@ func TestUserDataMerge(t *testing.T) {
 		want   map[string]any
 	}{
 		{
-			name:   "no recipe user-data keeps the default user",
+			name:   "no recipe user-data: the build user alone, no default account baked in",
 			recipe: nil,
-			want:   map[string]any{"users": []any{"default", user}, "ssh_keys": keys, "ssh_pwauth": false},
+			want:   map[string]any{"users": []any{user}, "ssh_keys": keys, "ssh_pwauth": false},
 		},
 		{
 			name: "recipe modules pass through unchanged",
@@ -44,7 +44,7 @@ func TestUserDataMerge(t *testing.T) {
 				}},
 				"ssh_deletekeys": false,
 				"power_state":    map[string]any{"mode": "poweroff", "timeout": int64(30), "delay": "now"},
-				"users":          []any{"default", user},
+				"users":          []any{user},
 				"ssh_keys":       keys,
 				"ssh_pwauth":     false,
 			},
@@ -83,7 +83,7 @@ func TestUserDataMerge(t *testing.T) {
 		{
 			name:   "recipe ssh_pwauth wins",
 			recipe: map[string]any{"ssh_pwauth": true},
-			want:   map[string]any{"users": []any{"default", user}, "ssh_keys": keys, "ssh_pwauth": true},
+			want:   map[string]any{"users": []any{user}, "ssh_keys": keys, "ssh_pwauth": true},
 		},
 		{
 			name: "autoinstall: access goes into the installed system's user-data",

@@ -114,7 +114,7 @@ func TestValuesSurviveCloudInitParser(t *testing.T) {
 	}
 
 	wantUser := mustNormalize(t, recipe)
-	wantUser["users"] = []any{"default", wantBuildUser(cfg)}
+	wantUser["users"] = []any{wantBuildUser(cfg)}
 	wantUser["ssh_keys"] = wantSSHKeys(cfg)
 	wantUser["ssh_pwauth"] = false
 	wantNet := mustNormalize(t, cfg.NetworkConfig)
