@@ -8,17 +8,22 @@
 //	layers/<sha256>.json     what it is: format, parent layer (its qcow2 backing file), size
 //	names/<NAME>.json        a name: which layer, when, from which recipe
 //	lock                     flock(2): one writer at a time, across processes
+//	holds/<id>               a build's hold: the layers it uses but has not named yet, one
+//	                         digest a line, flock(2)-held by the build for as long as it runs
 //
 // A layer's backing file is another layer, by absolute path, so layers never move. A layer is
 // written to a temporary name, hashed, then renamed into place; a name is written last, atomically:
 // a crash leaves no name pointing at a half-written layer. Removing a name frees the layers that no
 // remaining name needs, directly or as a parent.
+//
+// A build keeps its layer before it knows whether it will publish, and names it only when it
+// does, so an interrupted build never moves a name. Until then its hold keeps its layers (and
+// their base) from being collected. A hold is a flock(2), which the kernel drops when the build
+// dies however it dies, so the layers of a killed build are freed by the next Tag or Remove.
 package images
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +38,7 @@ import (
 
 	"github.com/gofrs/flock"
 	"github.com/google/renameio/v2"
+	"github.com/ingot-build/ingot/internal/digest"
 )
 
 // ErrNotFound is returned for a name the store does not have.
@@ -64,7 +70,7 @@ type Image struct {
 // Open opens (creating if needed) the store at dir.
 func Open(dir string) (*Store, error) {
 	s := &Store{dir: dir}
-	for _, d := range []string{dir, s.layerDir(), s.nameDir()} {
+	for _, d := range []string{dir, s.layerDir(), s.nameDir(), s.holdDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
@@ -77,6 +83,7 @@ func (s *Store) Dir() string { return s.dir }
 
 func (s *Store) layerDir() string               { return filepath.Join(s.dir, "layers") }
 func (s *Store) nameDir() string                { return filepath.Join(s.dir, "names") }
+func (s *Store) holdDir() string                { return filepath.Join(s.dir, "holds") }
 func (s *Store) layerPath(digest string) string { return filepath.Join(s.layerDir(), digest) }
 func (s *Store) layerMeta(digest string) string { return filepath.Join(s.layerDir(), digest+".json") }
 func (s *Store) namePath(name string) string    { return filepath.Join(s.nameDir(), name+".json") }
@@ -106,12 +113,15 @@ func (s *Store) LayerPath(digest string) string { return s.layerPath(digest) }
 // AddBase makes a verified source file (named by its sha256, as the source cache keeps it) a
 // base layer, by hard link where the store and the cache share a file system, else by copy. It
 // is a no-op when the layer exists. The returned path is what build overlays should back on.
-func (s *Store) AddBase(ctx context.Context, src, digest, format string) (Layer, error) {
+func (s *Store) AddBase(ctx context.Context, src, digest, format string, h *Hold) (Layer, error) {
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return Layer{}, err
 	}
 	defer unlock()
+	if err := h.add(digest); err != nil {
+		return Layer{}, err
+	}
 	if l, err := s.layer(digest); err == nil {
 		return l, nil
 	}
@@ -135,8 +145,8 @@ func (s *Store) AddBase(ctx context.Context, src, digest, format string) (Layer,
 // AddLayer moves the qcow2 file at tmp (an overlay whose backing file is the layer parent, or a
 // standalone image when parent is "") into the store under the sha256 of its bytes, and returns
 // the layer. tmp must be on the store's file system (see TempDir) and is consumed.
-func (s *Store) AddLayer(ctx context.Context, tmp, parent string) (Layer, error) {
-	digest, size, err := hashFile(ctx, tmp)
+func (s *Store) AddLayer(ctx context.Context, tmp, parent string, h *Hold) (Layer, error) {
+	digest, size, err := digest.File(ctx, tmp, nil)
 	if err != nil {
 		return Layer{}, fmt.Errorf("hash the new layer: %w", err)
 	}
@@ -149,6 +159,9 @@ func (s *Store) AddLayer(ctx context.Context, tmp, parent string) (Layer, error)
 		if _, err := s.layer(parent); err != nil {
 			return Layer{}, fmt.Errorf("add layer: its parent %s: %w", parent, err)
 		}
+	}
+	if err := h.add(digest); err != nil {
+		return Layer{}, err
 	}
 	if l, err := s.layer(digest); err == nil {
 		return l, os.Remove(tmp) // the same bytes are stored already
@@ -197,25 +210,29 @@ func (s *Store) layer(digest string) (Layer, error) {
 	return l, nil
 }
 
-// Tag names a layer, replacing what the name named before. The old layer stays until Remove or
-// Prune finds nothing needs it.
-func (s *Store) Tag(ctx context.Context, img Image) error {
+// Tag names a layer, replacing what the name named before, then frees the layers that nothing
+// needs any more: the one the name held before, if no other name or hold needs it, and those of
+// builds that died before naming theirs. It returns the freed layers' digests.
+func (s *Store) Tag(ctx context.Context, img Image) ([]string, error) {
 	if err := CheckName(img.Name); err != nil {
-		return err
+		return nil, err
 	}
 	unlock, err := s.lock(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	if _, err := s.layer(img.Layer); err != nil {
-		return fmt.Errorf("name %s: %w", img.Name, err)
+		return nil, fmt.Errorf("name %s: %w", img.Name, err)
 	}
 	b, err := json.MarshalIndent(img, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return renameio.WriteFile(s.namePath(img.Name), b, 0o644)
+	if err := renameio.WriteFile(s.namePath(img.Name), b, 0o644); err != nil {
+		return nil, err
+	}
+	return s.collect()
 }
 
 // Lookup returns a named image and its layer chain, top first.
@@ -303,9 +320,19 @@ func (s *Store) Remove(ctx context.Context, names ...string) ([]string, error) {
 	return s.collect()
 }
 
-// collect deletes unreferenced layers; the lock is held.
+// collect deletes layers that neither a name nor a live hold needs; the lock is held.
 func (s *Store) collect() ([]string, error) {
 	keep := map[string]bool{}
+	need := func(d string) {
+		for d != "" && !keep[d] {
+			keep[d] = true
+			l, err := s.layer(d)
+			if err != nil {
+				break
+			}
+			d = l.Parent
+		}
+	}
 	des, err := os.ReadDir(s.nameDir())
 	if err != nil {
 		return nil, err
@@ -316,14 +343,14 @@ func (s *Store) collect() ([]string, error) {
 		if err != nil || json.Unmarshal(b, &img) != nil {
 			continue
 		}
-		for d := img.Layer; d != "" && !keep[d]; {
-			keep[d] = true
-			l, err := s.layer(d)
-			if err != nil {
-				break
-			}
-			d = l.Parent
-		}
+		need(img.Layer)
+	}
+	held, err := s.held()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range held {
+		need(d)
 	}
 	files, err := os.ReadDir(s.layerDir())
 	if err != nil {
@@ -343,20 +370,6 @@ func (s *Store) collect() ([]string, error) {
 		}
 	}
 	return freed, nil
-}
-
-func hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func copyFile(ctx context.Context, src, dst string) error {
@@ -387,4 +400,106 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Hold keeps the layers a build uses from being collected until it names its own, or ends.
+// The build holds a flock(2) on the hold's file, so a hold ends with its process even on SIGKILL.
+// A nil *Hold holds nothing.
+type Hold struct {
+	s    *Store
+	path string
+	l    *flock.Flock
+}
+
+// NewHold starts a hold. It is made under the store lock, so no collect sees it unlocked.
+func (s *Store) NewHold(ctx context.Context) (*Hold, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	f, err := os.CreateTemp(s.holdDir(), "hold-")
+	if err != nil {
+		return nil, fmt.Errorf("hold layers in %s: %w", s.dir, err)
+	}
+	path := f.Name()
+	if err := f.Close(); err != nil {
+		return nil, errors.Join(err, os.Remove(path))
+	}
+	l := flock.New(path)
+	if ok, err := l.TryLock(); !ok || err != nil {
+		return nil, errors.Join(fmt.Errorf("hold layers: lock %s", path), err, os.Remove(path))
+	}
+	return &Hold{s: s, path: path, l: l}, nil
+}
+
+// Keep adds a stored layer (and so its parents) to the hold, failing if it is not stored.
+func (h *Hold) Keep(ctx context.Context, digest string) error {
+	if h == nil {
+		return nil
+	}
+	unlock, err := h.s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := h.s.layer(digest); err != nil {
+		return fmt.Errorf("hold layer %s: %w", digest, err)
+	}
+	return h.add(digest)
+}
+
+// add appends digest to the hold; the store lock is held.
+func (h *Hold) add(digest string) error {
+	if h == nil {
+		return nil
+	}
+	f, err := os.OpenFile(h.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("hold layer %s: %w", digest, err)
+	}
+	_, err = f.WriteString(digest + "\n")
+	return errors.Join(err, f.Close())
+}
+
+// Release ends the hold. The layers it held stay until a collect finds nothing else needs them.
+func (h *Hold) Release() error {
+	if h == nil {
+		return nil
+	}
+	return errors.Join(os.Remove(h.path), h.l.Close())
+}
+
+// held returns the digests of the live holds, and removes the holds of processes that are gone;
+// the store lock is held.
+func (s *Store) held() ([]string, error) {
+	des, err := os.ReadDir(s.holdDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range des {
+		path := filepath.Join(s.holdDir(), de.Name())
+		l := flock.New(path)
+		ok, err := l.TryLock()
+		if err != nil {
+			return nil, fmt.Errorf("read hold %s: %w", path, err)
+		}
+		if ok { // its build is gone
+			err := errors.Join(os.Remove(path), l.Close())
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, strings.Fields(string(b))...)
+	}
+	return out, nil
 }
