@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/ingot-build/ingot/internal/digest"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -138,7 +138,7 @@ func (p *producer) checkAndHash(ctx context.Context, path, format string) (sum s
 	g.Go(func() error { return p.verifyImage(gctx, path, format) })
 	g.Go(func() error {
 		var err error
-		sum, size, err = hashFile(gctx, path, report)
+		sum, size, err = digest.File(gctx, path, report)
 		return err
 	})
 	return sum, size, g.Wait()
@@ -185,31 +185,6 @@ func publish(dir string, files []staged) ([]Artifact, error) {
 		arts = append(arts, a)
 	}
 	return arts, nil
-}
-
-// hashFile reads a file once for its sha256 and size, reporting bytes read.
-func hashFile(ctx context.Context, path string, report func(done, of int64)) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	h := sha256.New()
-	total := st.Size()
-	w := &discardCounter{ctx: ctx, report: func(n int64) {
-		if report != nil {
-			report(n, total)
-		}
-	}}
-	n, err := io.CopyBuffer(io.MultiWriter(h, w), f, make([]byte, 4<<20))
-	if err != nil {
-		return "", 0, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // hashingFile is a new file written through a buffer, hashed and counted as it is written, so
