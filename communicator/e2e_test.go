@@ -106,7 +106,7 @@ func TestGuestRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(local, "payload.bin"), payload, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Upload(ctx, filepath.Join(local, "payload.bin"), "/opt/in/payload.bin", 0o640, "root:root"); err != nil {
+	if err := c.Upload(ctx, filepath.Join(local, "payload.bin"), "/opt/in/payload.bin", communicator.UploadOptions{Mode: 0o640, Owner: "root:root"}); err != nil {
 		t.Fatal(err)
 	}
 	var lines []string
@@ -194,7 +194,7 @@ func BenchmarkUpload100MB(b *testing.B) {
 	b.Run("sftp-ingot", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if err := c.Upload(ctx, src, "/tmp/up-ingot", 0o600, ""); err != nil {
+			if err := c.Upload(ctx, src, "/tmp/up-ingot", communicator.UploadOptions{Mode: 0o600}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -74,14 +74,27 @@ func (c *Client) sftpClient(ctx context.Context) (*sftp.Client, func(), error) {
 	return sc, func() { stop(); _ = sc.Close() }, nil
 }
 
+// UploadOptions say how uploaded entries land in the guest. Zero values keep the local
+// permission bits; an empty Owner means the build user (the caller picks the recipe's default).
+type UploadOptions struct {
+	// Mode is the permission of an uploaded file, or of every regular file in an uploaded tree.
+	Mode os.FileMode
+	// DirMode is the permission of every directory in an uploaded tree, its top included.
+	// Kept apart from Mode because one mode cannot suit both: 0644 on a directory takes away
+	// the x bit that lets anyone enter it.
+	DirMode os.FileMode
+	// Owner is "user" or "user:group" for everything written.
+	Owner string
+}
+
 // Upload copies local (a file or a directory tree) to remote in the guest, as root.
 //
-// For a file, remote is the destination file (parents created); mode 0 means the local file's
-// permissions. For a tree, remote is the destination directory (created; existing contents are
-// merged), entries keep their local permissions and mode, if non-zero, applies to the top
-// directory. owner is "user" or "user:group" for everything written; "" means the build user.
-// Only permission bits are carried (no setuid/setgid/sticky).
-func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileMode, owner string) (err error) {
+// For a file, remote is the destination file (parents created). For a tree, remote is the
+// destination directory (created; existing contents are merged, and its own mode and owner
+// become the local top directory's). Only permission bits are carried (no setuid/setgid/
+// sticky). Modes and ownership are set in the private staging directory before anything is
+// moved into place, so no entry is ever visible in the guest with the wrong ones.
+func (c *Client) Upload(ctx context.Context, local, remote string, opt UploadOptions) (err error) {
 	fi, err := os.Stat(local)
 	if err != nil {
 		return fmt.Errorf("uploading %s: %w", local, err)
@@ -99,10 +112,14 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 	if err != nil {
 		return fmt.Errorf("uploading %s: %w", local, err)
 	}
+	mode := opt.Mode
 	if fi.IsDir() {
-		err = putTree(sc, local, st.payload())
+		err = putTree(sc, local, st.payload(), opt.Mode, opt.DirMode)
 	} else {
-		err = putFile(sc, local, st.payload(), fi.Mode().Perm())
+		if mode == 0 {
+			mode = fi.Mode().Perm()
+		}
+		err = putFile(sc, local, st.payload(), mode.Perm())
 	}
 	done()
 	if err != nil {
@@ -112,21 +129,17 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		return fmt.Errorf("uploading %s to staging: %w", local, err)
 	}
 
+	owner := opt.Owner
 	if owner == "" {
 		owner = st.user + ":" + st.group
 	}
 	u, g, _ := strings.Cut(owner, ":")
 	var script string
 	if fi.IsDir() {
-		script = fmt.Sprintf("mkdir -p %[1]s && cp -a %[2]s/. %[1]s/ && chown -R %[3]s %[1]s",
+		// chown -R does not follow symlinks; cp -a as root keeps the modes and owners set here.
+		script = fmt.Sprintf("chown -R %[3]s %[2]s && mkdir -p %[1]s && cp -a %[2]s/. %[1]s/",
 			ShellQuote(remote), ShellQuote(st.payload()), ShellQuote(owner))
-		if mode != 0 {
-			script += fmt.Sprintf(" && chmod %04o %s", mode.Perm(), ShellQuote(remote))
-		}
 	} else {
-		if mode == 0 {
-			mode = fi.Mode().Perm()
-		}
 		script = fmt.Sprintf("install -D -m %04o -o %s", mode.Perm(), ShellQuote(u))
 		if g != "" {
 			script += " -g " + ShellQuote(g)
@@ -162,14 +175,15 @@ func putFile(sc *sftp.Client, local, remote string, perm os.FileMode) error {
 	return nil
 }
 
-// putTree copies a local tree; directory modes are set last, so a read-only directory does not
-// stop its own contents from being written.
-func putTree(sc *sftp.Client, local, remote string) error {
-	type dirMode struct {
+// putTree copies a local tree. fileMode and dirMode, when non-zero, replace the local permission
+// bits of regular files and of directories. Directory modes are set last, so a read-only
+// directory does not stop its own contents from being written.
+func putTree(sc *sftp.Client, local, remote string, fileMode, dirMode os.FileMode) error {
+	type dirPerm struct {
 		path string
 		perm os.FileMode
 	}
-	var dirs []dirMode
+	var dirs []dirPerm
 	err := filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -188,7 +202,11 @@ func putTree(sc *sftp.Client, local, remote string) error {
 			if err := sc.Mkdir(dst); err != nil {
 				return fmt.Errorf("mkdir %s: %w", dst, err)
 			}
-			dirs = append(dirs, dirMode{dst, info.Mode().Perm()})
+			perm := info.Mode().Perm()
+			if dirMode != 0 {
+				perm = dirMode.Perm()
+			}
+			dirs = append(dirs, dirPerm{dst, perm})
 		case d.Type()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -198,7 +216,11 @@ func putTree(sc *sftp.Client, local, remote string) error {
 				return fmt.Errorf("symlink %s: %w", dst, err)
 			}
 		case info.Mode().IsRegular():
-			return putFile(sc, p, dst, info.Mode().Perm())
+			perm := info.Mode().Perm()
+			if fileMode != 0 {
+				perm = fileMode.Perm()
+			}
+			return putFile(sc, p, dst, perm)
 		default:
 			return fmt.Errorf("%s: cannot upload %s", p, info.Mode().Type())
 		}
@@ -293,11 +315,11 @@ func getTree(sc *sftp.Client, remote, local string) error {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	type dirMode struct {
+	type dirPerm struct {
 		path string
 		perm os.FileMode
 	}
-	var dirs []dirMode
+	var dirs []dirPerm
 	w := sc.Walk(remote)
 	for w.Step() {
 		if err := w.Err(); err != nil {
@@ -313,7 +335,7 @@ func getTree(sc *sftp.Client, remote, local string) error {
 					return err
 				}
 			}
-			dirs = append(dirs, dirMode{dst, fi.Mode().Perm()})
+			dirs = append(dirs, dirPerm{dst, fi.Mode().Perm()})
 		case fi.Mode()&fs.ModeSymlink != 0:
 			target, err := sc.ReadLink(w.Path())
 			if err != nil {

@@ -62,7 +62,7 @@ func TestUploadDownloadFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			remote := filepath.Join(dir, "guest", tt.name, "etc", "app.conf") // parents created
-			if err := c.Upload(ctx, local, remote, tt.mode, tt.owner); err != nil {
+			if err := c.Upload(ctx, local, remote, UploadOptions{Mode: tt.mode, Owner: tt.owner}); err != nil {
 				t.Fatal(err)
 			}
 			checkFile(t, remote, "key=value\n", tt.want)
@@ -119,13 +119,28 @@ func TestUploadDownloadTree(t *testing.T) {
 		}
 	}
 
+	// Without modes, every entry keeps its local permission bits: a 0755 directory stays
+	// enterable (issue 19: it used to get the file default 0644).
 	remote := filepath.Join(dir, "guest", "opt", "app")
-	if err := c.Upload(ctx, src, remote, 0o711, ""); err != nil {
+	if err := c.Upload(ctx, src, remote, UploadOptions{Owner: "root:root"}); err != nil {
 		t.Fatal(err)
 	}
 	check(remote)
-	if fi, err := os.Stat(remote); err != nil || fi.Mode().Perm() != 0o711 {
-		t.Errorf("top dir mode: %v, %v", fi.Mode(), err)
+	if fi, err := os.Stat(remote); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("top dir mode: %v, %v; want the local 0755", fi.Mode(), err)
+	}
+
+	// mode applies to the files, dir_mode to the directories, the top one included.
+	forced := filepath.Join(dir, "guest", "opt", "forced")
+	if err := c.Upload(ctx, src, forced, UploadOptions{Mode: 0o640, DirMode: 0o711, Owner: "root:root"}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(forced, "bin", "run.sh"), "#!/bin/sh\n", 0o640)
+	checkFile(t, filepath.Join(forced, "secret"), "s3cret", 0o640)
+	for _, d := range []string{"", "a", "a/b", "bin"} {
+		if fi, err := os.Stat(filepath.Join(forced, d)); err != nil || fi.Mode().Perm() != 0o711 {
+			t.Errorf("dir %q: mode %v, %v; want 0711", d, fi.Mode(), err)
+		}
 	}
 
 	back := filepath.Join(dir, "back")
