@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,6 +133,8 @@ provision:
   - shell: echo "hello from $GREETING" > /etc/from-shell
   - shell: { script: scripts/check.sh, env: { GREETING: "it's \"quoted\" $HOME" } }
   - file: { src: files/app.conf, dst: /etc/app.conf, mode: "0640", owner: root:root }
+  - file: { src: files/tree/, dst: /opt/acc/tree }
+  - shell: touch /opt/left-by-builder && chown ingot:ingot /opt/left-by-builder
   - reboot: {}
   - wait_cloud_init: {}
   - shell: { inline: "cat /etc/app.conf /etc/from-cloud-init > /tmp/report", sudo: true }
@@ -143,10 +146,14 @@ outputs:
   - { format: ova }
 `, img.Image, img.SHA256)
 	res, dir := build(t, recipe, map[string]string{
-		"scripts/check.sh": "#!/bin/sh\nset -e\necho \"script sees: $GREETING\"\ntest \"$(id -u)\" = 0\necho \"$GREETING\" > /etc/from-script\n",
-		"files/app.conf":   "answer = 42\n",
+		"scripts/check.sh":        "#!/bin/sh\nset -e\necho \"script sees: $GREETING\"\ntest \"$(id -u)\" = 0\necho \"$GREETING\" > /etc/from-script\n",
+		"files/app.conf":          "answer = 42\n",
+		"files/tree/sub/data.txt": "tree data\n",
 	})
 	out := res.Dir
+	if log, _ := os.ReadFile(filepath.Join(dir, "build.log")); !strings.Contains(string(log), `level=WARN msg="warning: /opt/left-by-builder was owned by the build user ingot`) {
+		t.Errorf("the build log does not warn that generalize gave /opt/left-by-builder to root")
+	}
 	b, err := os.ReadFile(filepath.Join(out, "report.txt"))
 	if err != nil || string(b) != "answer = 42\nseeded\n" {
 		t.Errorf("downloaded report = %q, %v", b, err)
@@ -161,11 +168,22 @@ outputs:
 		files = append(files, o.File)
 	}
 	slices.Sort(files)
-	wantFiles := []string{"e2e-cloud.ova", "e2e-cloud.qcow2", "e2e-cloud.raw", "e2e-cloud.raw.bmap", "e2e-cloud.raw.zst"}
+	wantFiles := []string{"e2e-cloud-minimal.raw", "e2e-cloud.ova", "e2e-cloud.qcow2", "e2e-cloud.raw.bmap", "e2e-cloud.raw.zst"}
 	if !slices.Equal(files, wantFiles) || len(m.Packages) < 100 || len(m.Steps) < 8 {
 		t.Errorf("manifest: outputs %v (want %v), %d packages, steps %+v", files, wantFiles, len(m.Packages), m.Steps)
 	}
+	// Each provisioner is timed on its own, with its place in the recipe (issue 19.9).
+	if len(m.Provisioners) != 9 || m.Provisioners[8].Step != "provision[8] file" || !strings.HasPrefix(m.Provisioners[8].At, filepath.Join(dir, "recipe.yaml")+":") {
+		t.Errorf("manifest provisioners = %+v, want 9 with their recipe positions", m.Provisioners)
+	}
+	// The download step's file is listed with its hash, and SHA256SUMS (checked below) covers it.
+	if len(m.Downloads) != 1 || m.Downloads[0].File != "report.txt" || m.Downloads[0].Size != int64(len("answer = 42\nseeded\n")) {
+		t.Errorf("manifest downloads = %+v, want report.txt", m.Downloads)
+	}
 	sums, _ := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if !strings.Contains(string(sums), "  report.txt\n") {
+		t.Errorf("SHA256SUMS does not list the download: %q", sums)
+	}
 	if !strings.Contains(string(sums), m.Outputs[0].SHA256+"  e2e-cloud.qcow2") {
 		t.Errorf("SHA256SUMS = %q", sums)
 	}
@@ -178,7 +196,7 @@ outputs:
 	// The minimal raw image ends where its last partition ends; flashed onto a bigger "card" it
 	// boots, and cloud-init grows root to fill it. This is also the check that the provisioning
 	// is in the image and the build user is not.
-	minimal := filepath.Join(out, "e2e-cloud.raw")
+	minimal := filepath.Join(out, "e2e-cloud-minimal.raw")
 	mi, err := os.Stat(minimal)
 	if err != nil {
 		t.Fatal(err)
@@ -205,11 +223,19 @@ outputs:
 	}
 	defer m2.Kill()
 	c := access.Dial(t, m2.SSHAddr(), m2.Done(), 5*time.Minute)
-	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script; sudo -n cat /etc/app.conf; stat -c %a:%U /etc/app.conf; id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c; cloud-init status --wait >/dev/null; findmnt -bno SIZE /")
+	// The uploaded tree (issue 19): directories stay enterable, everything is root's, and an
+	// ordinary user reads it; what the build user owned was given to root by generalize; and the
+	// build boot made no distribution default account ("debian") to bake into every clone.
+	got, err := testguest.Run(c, "cat /etc/from-shell /etc/from-script; sudo -n cat /etc/app.conf; stat -c %a:%U /etc/app.conf; "+
+		"stat -c %n=%a:%U:%G /opt/acc/tree /opt/acc/tree/sub /opt/acc/tree/sub/data.txt /opt/left-by-builder; cat /opt/acc/tree/sub/data.txt; "+
+		"getent passwd debian >/dev/null && echo debian-account-baked-in || echo no-debian-account; "+
+		"id ingot 2>&1; ls /home; cat /etc/machine-id | wc -c; cloud-init status --wait >/dev/null; findmnt -bno SIZE /")
 	if err != nil {
 		t.Fatalf("check the image: %v\n%s", err, got)
 	}
-	for _, want := range []string{"hello from \n", "it's \"quoted\" $HOME\n", "answer = 42\n", "640:root\n", "no such user", "tester\n", "33\n"} {
+	for _, want := range []string{"hello from \n", "it's \"quoted\" $HOME\n", "answer = 42\n", "640:root\n", "no such user", "tester\n", "33\n",
+		"/opt/acc/tree=755:root:root\n", "/opt/acc/tree/sub=755:root:root\n", "/opt/acc/tree/sub/data.txt=644:root:root\n", "tree data\n",
+		"/opt/left-by-builder=644:root:root\n", "no-debian-account\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the built image shows %q, want it to contain %q", got, want)
 		}
@@ -254,7 +280,39 @@ outputs: [ { format: qcow2 } ]
 	go func() {
 		untrimmed <- convertWhenDeleted(childWork, filepath.Join(dir, "untrimmed.qcow2"), 20*time.Minute)
 	}()
-	res2, _, err := runBuild(t, child, nil, func(o *bake.Options) { o.Images = store; o.WorkRoot = childWork })
+	// The name moves only when the build publishes (issue 19.5): while the child build runs,
+	// "e2e-child" must never be in the store before its outputs are in their directory.
+	var childOutDir atomic.Pointer[string] // set when runBuild has made the child's dirs
+	early := make(chan string, 1)
+	stopWatch := make(chan struct{})
+	go func() {
+		defer close(early)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			outDir := childOutDir.Load()
+			if _, _, err := store.Lookup("e2e-child"); err != nil || outDir == nil {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(*outDir, "manifest.json")); err != nil {
+				early <- "the image store named e2e-child before its outputs were published"
+				return
+			}
+		}
+	}()
+	res2, _, err := runBuild(t, child, nil, func(o *bake.Options) {
+		o.Images = store
+		o.WorkRoot = childWork
+		d := filepath.Join(o.OutDir, "e2e-child")
+		childOutDir.Store(&d)
+	})
+	close(stopWatch)
+	if msg, ok := <-early; ok {
+		t.Error(msg)
+	}
 	if err != nil {
 		t.Fatalf("build from the stored image: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,10 +23,14 @@ func (b *build) provision(ctx context.Context) error {
 		log := b.log.With("step", name)
 		started := time.Now()
 		log.Info("provisioner start", "at", s.Pos.String())
-		if err := b.provisionStep(ctx, i, s); err != nil {
+		err := b.provisionStep(ctx, i, s)
+		took := time.Since(started)
+		b.provTimings = append(b.provTimings, StepTiming{Step: name, At: s.Pos.String(), Seconds: took.Seconds(),
+			Waiting: b.waits.within(started, started.Add(took)).Seconds()})
+		if err != nil {
 			return fmt.Errorf("%s: %s failed: %w", s.Pos, name, err)
 		}
-		log.Info("provisioner done", "duration", time.Since(started).Round(time.Millisecond))
+		log.Info("provisioner done", "duration", took.Round(time.Millisecond))
 	}
 	return nil
 }
@@ -44,12 +49,12 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 		if sh.Script != "" {
 			// Upload the script and run it: its own shebang decides the interpreter.
 			remote := fmt.Sprintf("/tmp/ingot-%s-%d-%s", b.id, i, filepath.Base(sh.Script))
-			if err := b.waits.track(func() error { return b.client.Upload(ctx, sh.Script, remote, 0o755, "") }); err != nil {
+			if err := b.waits.track(func() error { return b.client.Upload(ctx, sh.Script, remote, communicator.UploadOptions{Mode: 0o755}) }); err != nil {
 				return fmt.Errorf("upload script %s: %w", sh.Script, err)
 			}
 			command = communicator.ShellQuote(remote) + "; rc=$?; rm -f " + communicator.ShellQuote(remote) + "; exit $rc"
 		}
-		return b.runStreaming(ctx, prefix, communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo})
+		return b.runStreaming(ctx, prefix, communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo}, false)
 	case "file":
 		f := s.File
 		if f.Direction == "download" {
@@ -64,11 +69,11 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 			}
 			return b.waits.track(func() error { return b.client.Download(ctx, f.Src, dst) })
 		}
-		mode, err := parseMode(f.Mode)
+		opt, err := uploadOptions(f)
 		if err != nil {
 			return err
 		}
-		return b.waits.track(func() error { return b.client.Upload(ctx, f.Src, f.Dst, mode, f.Owner) })
+		return b.waits.track(func() error { return b.client.Upload(ctx, f.Src, f.Dst, opt) })
 	case "reboot":
 		timeout := s.Reboot.Timeout
 		if timeout == 0 {
@@ -88,10 +93,19 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 }
 
 // runStreaming runs a command with its output streamed to the log line by line, prefixed.
-func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicator.Cmd) error {
+// With ownScript, the command is ingot's own (generalize), which marks what an operator should
+// see with a "warning: " line: such lines are logged at warning level. A recipe's output is
+// logged as it comes, whatever it says.
+func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicator.Cmd, ownScript bool) error {
 	log := b.log.With("step", prefix)
-	stdout := communicator.LineWriter(func(line string) { log.Info(line, "stream", "stdout") })
-	stderr := communicator.LineWriter(func(line string) { log.Info(line, "stream", "stderr") })
+	level := func(line string) slog.Level {
+		if ownScript && strings.HasPrefix(line, "warning: ") {
+			return slog.LevelWarn
+		}
+		return slog.LevelInfo
+	}
+	stdout := communicator.LineWriter(func(line string) { log.Log(ctx, level(line), line, "stream", "stdout") })
+	stderr := communicator.LineWriter(func(line string) { log.Log(ctx, level(line), line, "stream", "stderr") })
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := b.waits.track(func() error { return b.client.Run(ctx, cmd) })
 	stdout.Close()
@@ -99,9 +113,37 @@ func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicato
 	return err
 }
 
+// uploadOptions applies the recipe's upload defaults (docs/recipes.md): a file gets 0644 and a
+// tree keeps its local modes unless mode/dir_mode say otherwise; the owner is root:root, since
+// provisioning runs as root and the build user is deleted by generalize.
+func uploadOptions(f *recipes.File) (communicator.UploadOptions, error) {
+	opt := communicator.UploadOptions{Owner: f.Owner}
+	if opt.Owner == "" {
+		opt.Owner = "root:root"
+	}
+	var err error
+	if opt.Mode, err = parseMode(f.Mode); err != nil {
+		return opt, err
+	}
+	if opt.DirMode, err = parseMode(f.DirMode); err != nil {
+		return opt, err
+	}
+	if opt.Mode == 0 {
+		fi, err := os.Stat(f.Src)
+		if err != nil {
+			return opt, fmt.Errorf("uploading %s: %w", f.Src, err)
+		}
+		if !fi.IsDir() {
+			opt.Mode = 0o644
+		}
+	}
+	return opt, nil
+}
+
+// parseMode reads an octal mode; "" is 0, which keeps the local mode.
 func parseMode(s string) (os.FileMode, error) {
 	if s == "" {
-		return 0o644, nil
+		return 0, nil
 	}
 	m, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || m > 0o7777 {
@@ -163,6 +205,17 @@ has shell-history || rm -f /root/.bash_history /home/*/.bash_history /root/.less
 rm -rf /tmp/* /var/tmp/* 2>/dev/null
 # the build user, its key and its sudo rule: -f because our own session is still open
 if ! has build-user; then
+	# What the build user owns outside its home and mail would be left to a deleted uid, which
+	# the image's next account gets: give it to root and say so (issue 19).
+	# Its group too, when it is the user's own (userdel deletes that as well).
+	owned="-uid $(id -u "$user")"
+	[ "$(id -gn "$user")" = "$user" ] && owned="$owned -o -gid $(id -g "$user")"
+	home=$(getent passwd "$user" | cut -d: -f6)
+	find / -xdev \( -path "${home:-/nonexistent}" -o -path "/var/mail/$user" -o -path "/var/spool/mail/$user" \) -prune \
+		-o \( $owned \) -print | while IFS= read -r f; do
+		echo "warning: $f was owned by the build user $user, whom generalize deletes; it is now root:root" >&2
+		chown -h root:root "$f"
+	done
 	rm -f /etc/sudoers.d/90-cloud-init-users
 	userdel -f -r "$user" 2>/dev/null || userdel -f "$user"
 fi
@@ -174,11 +227,11 @@ fstrim -av || true
 func (b *build) generalize(ctx context.Context) error {
 	if !b.r.Generalize.Enabled {
 		// Still trim: free space should not end up in the outputs.
-		return b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true", Sudo: true})
+		return b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true", Sudo: true}, true)
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
 	cmd := "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep)
-	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true})
+	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true}, true)
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {
 		return fmt.Errorf("generalize script: %w", err)

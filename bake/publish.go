@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/internal/digest"
 	"github.com/ingot-build/ingot/internal/progress"
 	"github.com/ingot-build/ingot/recipes"
 )
@@ -28,9 +31,11 @@ type OutputFile struct {
 	SHA256 string `json:"sha256"`
 }
 
-// StepTiming is how long a step took.
+// StepTiming is how long a step took: a pipeline step, or one provisioner of the recipe.
 type StepTiming struct {
-	Step    string  `json:"step"`
+	Step string `json:"step"`
+	// At is where a provisioner is written in the recipe (file:line:col).
+	At      string  `json:"at,omitempty"`
 	Seconds float64 `json:"seconds"`
 	// Waiting is the part of Seconds spent waiting on the guest or on qemu-img; the rest is
 	// ingot's own work.
@@ -51,8 +56,13 @@ type Manifest struct {
 	Tool     ToolInfo        `json:"tool"`
 	Firmware string          `json:"firmware"`
 	Steps    []StepTiming    `json:"steps"`
-	Outputs  []OutputFile    `json:"outputs"`
-	Packages []Package       `json:"packages"`
+	// Provisioners times each recipe step of the provision stage, in order.
+	Provisioners []StepTiming `json:"provisioners"`
+	Outputs      []OutputFile `json:"outputs"`
+	// Downloads are the files that download steps published beside the outputs (format
+	// "download"), each file of a downloaded tree on its own; SHA256SUMS covers them too.
+	Downloads []OutputFile `json:"downloads,omitempty"`
+	Packages  []Package    `json:"packages"`
 	// Image is where the built disk was kept in the image store.
 	Image *ManifestImage `json:"image,omitempty"`
 }
@@ -96,17 +106,21 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 }
 
 func (b *build) stagingDir() string {
-	return filepath.Join(b.opts.OutDir, ".ingot-staging-"+b.id)
+	return filepath.Join(b.opts.OutDir, stagingPrefix+b.id)
 }
 
 // convert makes every output at once into a staging dir beside the output dir; disk.Produce
 // checks each (qemu-img check, non-empty, decompression and bmap checksums) and hashes it.
 func (b *build) convert(ctx context.Context) error {
 	staging := b.stagingDir()
-	if err := os.MkdirAll(staging, 0o755); err != nil {
+	if err := os.MkdirAll(b.opts.OutDir, 0o755); err != nil {
+		return fmt.Errorf("output dir: %w", err)
+	}
+	release, err := claimDir(staging, false)
+	if err != nil {
 		return fmt.Errorf("staging dir: %w", err)
 	}
-	b.onCleanup("remove the staging dir", func(context.Context) error { return os.RemoveAll(staging) })
+	b.onCleanup("remove the staging dir", func(context.Context) error { return release() })
 	specs, err := outputSpecs(b.r)
 	if err != nil {
 		return err
@@ -154,8 +168,35 @@ func (b *build) convert(ctx context.Context) error {
 		if err := os.Rename(filepath.Join(b.workDir, "downloads", rel), dst); err != nil {
 			return fmt.Errorf("publish the download %s: %w", rel, err)
 		}
+		files, err := hashTree(ctx, staging, rel)
+		if err != nil {
+			return fmt.Errorf("hash the download %s: %w", rel, err)
+		}
+		b.downloaded = append(b.downloaded, files...)
 	}
 	return nil
+}
+
+// hashTree lists the regular files at rel under dir (rel itself, or the files of a tree), with
+// their sizes and sha256, by slash-separated path relative to dir.
+func hashTree(ctx context.Context, dir, rel string) ([]OutputFile, error) {
+	var out []OutputFile
+	err := filepath.WalkDir(filepath.Join(dir, rel), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		sum, n, err := digest.File(ctx, p, nil)
+		if err != nil {
+			return err
+		}
+		name, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, OutputFile{File: filepath.ToSlash(name), Format: "download", Size: n, SHA256: sum})
+		return nil
+	})
+	return out, err
 }
 
 // record writes manifest.json and SHA256SUMS, then publishes the staging dir as OutDir/NAME in
@@ -163,7 +204,8 @@ func (b *build) convert(ctx context.Context) error {
 func (b *build) record(ctx context.Context) error {
 	m := &Manifest{
 		Name: b.r.Name, BuildID: b.id, Started: b.started.UTC(), Finished: time.Now().UTC(),
-		Tool: b.opts.Tool, Firmware: string(b.fwKind), Steps: b.timings, Outputs: b.outputs, Packages: b.packages,
+		Tool: b.opts.Tool, Firmware: string(b.fwKind), Steps: b.timings, Provisioners: b.provTimings,
+		Outputs: b.outputs, Downloads: b.downloaded, Packages: b.packages,
 	}
 	m.Recipe.File = b.r.File
 	if data, err := os.ReadFile(b.r.File); err == nil {
@@ -193,14 +235,17 @@ func (b *build) record(ctx context.Context) error {
 		return err
 	}
 	var sums strings.Builder
-	for _, o := range b.outputs {
+	for _, o := range slices.Concat(b.outputs, b.downloaded) {
 		fmt.Fprintf(&sums, "%s  %s\n", o.SHA256, o.File)
 	}
 	if err := writeSynced(filepath.Join(staging, "SHA256SUMS"), []byte(sums.String())); err != nil {
 		return err
 	}
 	b.manifest = m
-	return publishDir(staging, b.outDir)
+	if err := publishDir(staging, b.outDir); err != nil {
+		return err
+	}
+	return b.nameImage(ctx)
 }
 
 func writeSynced(path string, data []byte) error {

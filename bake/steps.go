@@ -18,6 +18,7 @@ import (
 	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -31,27 +32,30 @@ type build struct {
 	outDir  string // OutDir/NAME
 	workDir string
 
-	base       string // fetch: the verified source file, then (prepare) its image-store layer
-	baseFormat string
-	baseSum    string
-	baseLayer  string // the image-store layer the build disk backs on, if any
-	image      *ManifestImage
-	iso        string // fetch: the installer ISO (ISO sources)
-	diskPath   string // prepare: the build disk (qcow2)
-	seedPath   string // prepare
-	keys       *communicator.Keys
-	machine    hypervisor.Machine
-	client     *communicator.Client
-	packages   []Package
-	downloads  []string // relative paths under workDir/downloads, published with the outputs
-	outputs    []OutputFile
-	manifest   *Manifest
-	timings    []StepTiming
-	started    time.Time
-	failed     bool
-	cleanups   []cleanup
-	fwKind     firmware.Kind
-	waits      waits
+	base        string // fetch: the verified source file, then (prepare) its image-store layer
+	baseFormat  string
+	baseSum     string
+	baseLayer   string // the image-store layer the build disk backs on, if any
+	image       *ManifestImage
+	iso         string // fetch: the installer ISO (ISO sources)
+	diskPath    string // prepare: the build disk (qcow2)
+	seedPath    string // prepare
+	keys        *communicator.Keys
+	machine     hypervisor.Machine
+	client      *communicator.Client
+	packages    []Package
+	downloads   []string // relative paths under workDir/downloads, published with the outputs
+	outputs     []OutputFile
+	manifest    *Manifest
+	timings     []StepTiming
+	provTimings []StepTiming // one per recipe provisioner, for the manifest
+	downloaded  []OutputFile // the files download steps published, hashed
+	started     time.Time
+	failed      bool
+	cleanups    []cleanup
+	fwKind      firmware.Kind
+	hold        *images.Hold // the store layers this build uses before it names its own
+	waits       waits
 }
 
 func newBuild(opts Options) (*build, error) {
@@ -118,16 +122,21 @@ func (b *build) prepare(ctx context.Context) error {
 	if err := mkdirPrivate(b.opts.WorkRoot); err != nil {
 		return fmt.Errorf("work root: %w", err)
 	}
+	// What killed builds left behind goes first: a work dir can hold gigabytes.
+	if _, err := Sweep(ctx, b.log, b.opts.WorkRoot, b.opts.OutDir); err != nil {
+		b.log.Warn("could not remove everything that builds that are gone left behind", "err", err)
+	}
 	b.workDir = filepath.Join(b.opts.WorkRoot, b.id)
-	if err := mkdirPrivate(b.workDir); err != nil {
+	release, err := claimDir(b.workDir, true)
+	if err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	b.onCleanup("remove the work dir", func(context.Context) error {
 		if b.failed && b.opts.KeepOnFailure {
 			b.log.Warn("kept the work dir of the failed build", "dir", b.workDir, "boot it by hand", b.manualBoot())
-			return nil
+			return os.WriteFile(filepath.Join(b.workDir, keptMarker), []byte("kept by ingot build --keep-on-failure; remove this directory when done\n"), 0o600)
 		}
-		return os.RemoveAll(b.workDir)
+		return release()
 	})
 
 	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")
