@@ -25,6 +25,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			validateCommand(),
 			recipesCommand(),
 			imagesCommand(),
+			cacheCommand(),
 			inspectCommand(),
 			convertCommand(),
 			versionCommand(),

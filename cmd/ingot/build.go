@@ -93,12 +93,12 @@ func buildCommand() *cli.Command {
 		ArgsUsage: "RECIPE…",
 		Flags: append([]cli.Flag{
 			varFlag,
-			&cli.StringFlag{Name: "out", Value: "out", Usage: "publish outputs into `DIR`/NAME/"},
+			&cli.StringFlag{Name: "out", Value: defaultOutDir, Usage: "publish outputs into `DIR`/NAME/"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "build `N` recipes at once"},
 			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: auto, kvm or tcg"},
-			&cli.StringFlag{Name: "work-dir", Usage: "where private work dirs go (default ~/.cache/ingot/work)"},
+			workDirFlag(),
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			storeFlag,
 		}, driverFlags...),
@@ -116,6 +116,10 @@ func buildCommand() *cli.Command {
 				return err
 			}
 			fetcher, err := source.New(cacheDir, source.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			work, err := workRoot(c)
 			if err != nil {
 				return err
 			}
@@ -138,7 +142,7 @@ func buildCommand() *cli.Command {
 			for i, r := range rs {
 				g.Go(func() error {
 					res, err := bake.Build(ctx, bake.Options{
-						Recipe: r, OutDir: c.String("out"), WorkRoot: c.String("work-dir"),
+						Recipe: r, OutDir: c.String("out"), WorkRoot: work,
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: ds.tools[driverFor(c, r)],
 					})

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/internal/progress"
@@ -81,13 +80,18 @@ func convertCommand() *cli.Command {
 			if name == "" {
 				name = strings.SplitN(filepath.Base(in), ".", 2)[0]
 			}
+			items := strings.Split(c.String("to"), ",")
 			var specs []disk.OutputSpec
-			for _, f := range strings.Split(c.String("to"), ",") {
-				spec, err := parseTo(name, strings.TrimSpace(f))
+			for i, item := range items {
+				items[i] = strings.TrimSpace(item)
+				spec, err := parseTo(name, items[i])
 				if err != nil {
 					return usageError{err}
 				}
 				specs = append(specs, spec)
+			}
+			if err := clashes(items, specs); err != nil {
+				return usageError{err}
 			}
 			out := c.String("out")
 			if err := os.MkdirAll(out, 0o755); err != nil {
@@ -95,29 +99,41 @@ func convertCommand() *cli.Command {
 			}
 			bars := progress.NewBars(c.App.ErrWriter)
 			defer bars.Close()
-			g, ctx := errgroup.WithContext(c.Context)
-			results := make([][]disk.Artifact, len(specs))
+			trs := make([]progress.Tracker, len(specs))
 			for i, spec := range specs {
-				g.Go(func() error {
-					tr := bars.Start(spec.Files()[0], 0)
-					arts, err := disk.Produce(ctx, in, spec, out, func(done, total int64) { tr.SetTotal(total); tr.SetCurrent(done) })
-					tr.Done(err)
-					results[i] = arts
-					return err
-				})
+				trs[i] = bars.Start(spec.Files()[0], 0)
 			}
-			if err := g.Wait(); err != nil {
+			// ProduceAll, not one Produce per spec: it is all or nothing, so a failed output
+			// leaves none of the others half-published beside it.
+			arts, err := disk.ProduceAll(c.Context, in, specs, out, func(i int, done, total int64) {
+				trs[i].SetTotal(total)
+				trs[i].SetCurrent(done)
+			})
+			for _, tr := range trs {
+				tr.Done(err)
+			}
+			if err != nil {
 				return err
 			}
 			bars.Close()
-			for _, arts := range results {
-				for _, a := range arts {
-					fmt.Fprintf(c.App.Writer, "%s  %s  %s\n", a.SHA256, progress.Bytes(a.Size), a.Path)
-				}
+			for _, a := range arts {
+				fmt.Fprintf(c.App.Writer, "%s  %s  %s\n", a.SHA256, progress.Bytes(a.Size), a.Path)
 			}
 			return nil
 		},
 	}
+}
+
+// clashes refuses a set of --to items whose outputs cannot all be made into one directory
+// (disk.Clashes: two that write the same file, as raw+zstd+bmap and raw+xz+bmap both write
+// NAME.raw.bmap), before any work: run at once, two outputs would write the same file at the
+// same time. Each clash names both items as the user wrote them.
+func clashes(items []string, specs []disk.OutputSpec) error {
+	var errs []error
+	for _, cl := range disk.Clashes(specs) {
+		errs = append(errs, fmt.Errorf("--to %s and %s: %w", items[cl.First], items[cl.Second], cl))
+	}
+	return errors.Join(errs...)
 }
 
 // parseTo reads one --to item: a format and its options joined with "+".

@@ -26,10 +26,12 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"ingot recipes show demo --json", "flag provided but not defined: -json"},
 		{"ingot images ls --all", "flag provided but not defined: -all"},
 		{"ingot images rm old --force", "flag provided but not defined: -force"},
+		{"ingot cache prune --all", "flag provided but not defined: -all"},
 		{"ingot --bogus", "flag provided but not defined: -bogus"},
 		// a flag's value missing or malformed
 		{"ingot convert disk.qcow2 --to", "flag needs an argument: -to"},
 		{"ingot images rm --store", "flag needs an argument: -store"},
+		{"ingot cache prune --work-dir", "flag needs an argument: -work-dir"},
 		{"ingot build --jobs many r.yaml", `invalid value "many" for flag -jobs`},
 		{"ingot inspect --json=maybe img", `invalid boolean value "maybe" for -json`},
 		// a required flag left out
@@ -47,10 +49,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"ingot version now", `'ingot version' takes no arguments, got ["now"]`},
 		{"ingot recipes ls demo", `'ingot recipes ls' takes no arguments, got ["demo"]`},
 		{"ingot images ls old", `'ingot images ls' takes no arguments, got ["old"]`},
+		{"ingot cache prune out", `'ingot cache prune' takes no arguments, got ["out"]`},
+		// outputs that cannot all be made, refused before the image is even opened
+		{"ingot convert disk.qcow2 --to raw+zstd+bmap,raw+xz+bmap", "--to raw+zstd+bmap and raw+xz+bmap: both write disk.raw.bmap"},
 		// commands that do not exist, at each level
 		{"ingot frobnicate", `no command "frobnicate"; see 'ingot --help'`},
 		{"ingot recipes frobnicate", `no command "frobnicate"; see 'ingot recipes --help'`},
 		{"ingot images frobnicate --store s", `no command "frobnicate"; see 'ingot images --help'`},
+		{"ingot cache frobnicate", `no command "frobnicate"; see 'ingot cache --help'`},
 		{"ingot help frobnicate", "No help topic for 'frobnicate'"},
 		{"ingot recipes help frobnicate", "No help topic for 'frobnicate'"},
 	}
