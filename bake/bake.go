@@ -78,6 +78,9 @@ type Result struct {
 type StepError struct {
 	Step string
 	Err  error
+	// Steps times the steps that ran, the failed one last, and Provisioners the recipe's
+	// provisioners that ran, for metrics: a failed build has no manifest.
+	Steps, Provisioners []StepTiming
 }
 
 func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
@@ -154,10 +157,10 @@ func (b *build) run(ctx context.Context, steps []step) error {
 			b.failed = true
 			if ctx.Err() != nil {
 				b.log.Error("build interrupted", "step", s.name, "after", took.Round(time.Millisecond))
-				return &StepError{Step: s.name, Err: fmt.Errorf("interrupted: %w", errors.Join(ctx.Err(), err))}
+				return &StepError{Step: s.name, Err: fmt.Errorf("interrupted: %w", errors.Join(ctx.Err(), err)), Steps: b.timings, Provisioners: b.provTimings}
 			}
 			b.log.Error("step failed", "step", s.name, "after", took.Round(time.Millisecond), "err", err)
-			return &StepError{Step: s.name, Err: err}
+			return &StepError{Step: s.name, Err: err, Steps: b.timings, Provisioners: b.provTimings}
 		}
 		b.log.Info("step done", "step", s.name, "duration", took.Round(time.Millisecond))
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ingot-build/ingot/bake"
 	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/internal/metrics"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -99,6 +101,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: auto, kvm or tcg"},
 			workDirFlag(),
+			&cli.StringFlag{Name: "metrics", Usage: "write the builds' SLIs (success, durations, sizes) to `FILE` in OpenMetrics text, atomically, for node_exporter's textfile collector"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			storeFlag,
 		}, driverFlags...),
@@ -139,13 +142,16 @@ func buildCommand() *cli.Command {
 			g, ctx := errgroup.WithContext(c.Context)
 			g.SetLimit(max(1, c.Int("jobs")))
 			failed := make([]error, len(rs))
+			measured := make([]metrics.Build, len(rs))
 			for i, r := range rs {
 				g.Go(func() error {
+					started := time.Now()
 					res, err := bake.Build(ctx, bake.Options{
 						Recipe: r, OutDir: c.String("out"), WorkRoot: work,
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: ds.tools[driverFor(c, r)],
 					})
+					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {
 						failed[i] = fmt.Errorf("%s: %w", r.Name, err)
 						log.Error("build failed", "build", r.Name, "err", err)
@@ -157,6 +163,12 @@ func buildCommand() *cli.Command {
 				})
 			}
 			_ = g.Wait()
+			if path := c.String("metrics"); path != "" {
+				if err := metrics.Write(path, measured...); err != nil {
+					failed = append(failed, fmt.Errorf("--metrics: %w", err))
+					log.Error("could not write the metrics", "file", path, "err", err)
+				}
+			}
 			if err := errors.Join(failed...); err != nil {
 				if c.Context.Err() != nil {
 					var se *bake.StepError

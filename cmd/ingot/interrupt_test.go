@@ -55,7 +55,8 @@ func TestInterruptedBuildLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, work := filepath.Join(dir, "out"), filepath.Join(dir, "work")
-			cmd := exec.Command(bin, "build", "--out", out, "--work-dir", work, rp)
+			metricsFile := filepath.Join(dir, "ingot.prom")
+			cmd := exec.Command(bin, "build", "--out", out, "--work-dir", work, "--metrics", metricsFile, rp)
 			cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
 			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {
@@ -95,6 +96,22 @@ func TestInterruptedBuildLeavesNothing(t *testing.T) {
 				}
 				if entries, _ := os.ReadDir(work); len(entries) != 0 {
 					t.Errorf("work root still holds %v", entries)
+				}
+				// The interrupted build is a failed build to an operator's metrics, and the
+				// file is what Prometheus's own parser accepts (issue 19's SLIs).
+				prom, err := os.ReadFile(metricsFile)
+				for _, want := range []string{
+					fmt.Sprintf("ingot_build_success{recipe=%q} 0\n", name),
+					fmt.Sprintf("ingot_step_duration_seconds{recipe=%q,step=\"boot\"}", name),
+				} {
+					if err != nil || !strings.Contains(string(prom), want) {
+						t.Errorf("metrics file lacks %q (%v):\n%s", want, err, prom)
+					}
+				}
+				check := exec.Command("promtool", "check", "metrics")
+				check.Stdin = strings.NewReader(string(prom))
+				if out, err := check.CombinedOutput(); err != nil || len(out) != 0 {
+					t.Errorf("promtool check metrics: %v\n%s", err, out)
 				}
 			}
 			deadline := time.Now().Add(10 * time.Second)
