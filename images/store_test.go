@@ -42,24 +42,7 @@ func TestStoreLayersNamesAndCollection(t *testing.T) {
 		t.Fatalf("adding the base again = %+v, %v", again, err)
 	}
 
-	addOn := func(parent Layer, data string) Layer {
-		t.Helper()
-		tmpDir, err := s.TempDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer os.RemoveAll(tmpDir)
-		tmp := filepath.Join(tmpDir, "layer.qcow2")
-		qemuImg(t, "create", "-q", "-f", "qcow2", "-b", parent.Path, "-F", parent.Format, tmp)
-		if out, err := exec.Command("qemu-io", "-c", "write -P 0x"+data+" 0 64k", tmp).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-io: %v\n%s", err, out)
-		}
-		l, err := s.AddLayer(ctx, tmp, parent.Digest, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	addOn := func(parent Layer, data string) Layer { t.Helper(); return addLayer(t, s, nil, parent, data) }
 	web := addOn(base, "aa")
 	if _, err := s.Tag(ctx, Image{Name: "web", Layer: web.Digest, Recipe: "web.yaml"}); err != nil {
 		t.Fatal(err)
@@ -127,28 +110,7 @@ func TestHoldKeepsUnnamedLayersUntilItsBuildDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newLayer := func(h *Hold, parent Layer, data string) Layer {
-		t.Helper()
-		tmpDir, err := s.TempDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer os.RemoveAll(tmpDir)
-		tmp := filepath.Join(tmpDir, "layer.qcow2")
-		args := []string{"create", "-q", "-f", "qcow2"}
-		if parent.Path != "" {
-			args = append(args, "-b", parent.Path, "-F", parent.Format)
-		}
-		qemuImg(t, append(args, tmp, "64M")...)
-		if out, err := exec.Command("qemu-io", "-c", "write -P 0x"+data+" 0 64k", tmp).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-io: %v\n%s", err, out)
-		}
-		l, err := s.AddLayer(ctx, tmp, parent.Digest, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	newLayer := func(h *Hold, parent Layer, data string) Layer { t.Helper(); return addLayer(t, s, h, parent, data) }
 	stored := func(l Layer) bool { _, err := os.Stat(l.Path); return err == nil }
 
 	other := newLayer(nil, Layer{}, "11")
@@ -209,4 +171,29 @@ func TestHoldKeepsUnnamedLayersUntilItsBuildDies(t *testing.T) {
 	if err := h2.Keep(ctx, "0000"); err == nil {
 		t.Error("holding a layer the store does not have: want an error")
 	}
+}
+
+// addLayer stores a qcow2 layer on parent (standalone when parent is zero) whose first 64 KiB
+// are the byte data (two hex digits), held by h.
+func addLayer(t *testing.T, s *Store, h *Hold, parent Layer, data string) Layer {
+	t.Helper()
+	tmpDir, err := s.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "layer.qcow2")
+	args := []string{"create", "-q", "-f", "qcow2"}
+	if parent.Path != "" {
+		args = append(args, "-b", parent.Path, "-F", parent.Format)
+	}
+	qemuImg(t, append(args, tmp, "64M")...)
+	if out, err := exec.Command("qemu-io", "-c", "write -P 0x"+data+" 0 64k", tmp).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v\n%s", err, out)
+	}
+	l, err := s.AddLayer(context.Background(), tmp, parent.Digest, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
