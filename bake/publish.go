@@ -116,11 +116,11 @@ func (b *build) convert(ctx context.Context) error {
 	if err := os.MkdirAll(b.opts.OutDir, 0o755); err != nil {
 		return fmt.Errorf("output dir: %w", err)
 	}
-	release, err := claimDir(staging, false)
+	sd, err := claimDir(staging, false)
 	if err != nil {
 		return fmt.Errorf("staging dir: %w", err)
 	}
-	b.onCleanup("remove the staging dir", func(context.Context) error { return release() })
+	b.onCleanup("remove the staging dir", func(context.Context) error { return sd.Remove() })
 	specs, err := outputSpecs(b.r)
 	if err != nil {
 		return err

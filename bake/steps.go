@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -127,16 +126,16 @@ func (b *build) prepare(ctx context.Context) error {
 		b.log.Warn("could not remove everything that builds that are gone left behind", "err", err)
 	}
 	b.workDir = filepath.Join(b.opts.WorkRoot, b.id)
-	release, err := claimDir(b.workDir, true)
+	wd, err := claimDir(b.workDir, true)
 	if err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	b.onCleanup("remove the work dir", func(context.Context) error {
 		if b.failed && b.opts.KeepOnFailure {
 			b.log.Warn("kept the work dir of the failed build", "dir", b.workDir, "boot it by hand", b.manualBoot())
-			return os.WriteFile(filepath.Join(b.workDir, keptMarker), []byte("kept by ingot build --keep-on-failure; remove this directory when done\n"), 0o600)
+			return wd.Keep("kept by ingot build --keep-on-failure; remove this directory when done\n")
 		}
-		return release()
+		return wd.Remove()
 	})
 
 	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")

@@ -37,9 +37,14 @@ const keptMarker = "KEPT-ON-FAILURE"
 // this one, which makes the lock file first.
 const unlockedGrace = time.Hour
 
-// claimDir takes the lock of dir and then makes dir (0700 when private, else 0755). release
-// removes dir and then drops the lock, so nothing is ever left unowned.
-func claimDir(dir string, private bool) (release func() error, err error) {
+// ownedDir is a directory a live build holds the lock of.
+type ownedDir struct {
+	path string
+	lock *flock.Flock
+}
+
+// claimDir takes the lock of dir and then makes dir (0700 when private, else 0755).
+func claimDir(dir string, private bool) (*ownedDir, error) {
 	l := flock.New(dir+lockSuffix, flock.SetPermissions(0o600))
 	ok, err := l.TryLock()
 	if err != nil {
@@ -55,9 +60,18 @@ func claimDir(dir string, private bool) (release func() error, err error) {
 	if err := mk(dir, 0o755); err != nil {
 		return nil, errors.Join(err, l.Close(), os.Remove(l.Path()))
 	}
-	return func() error {
-		return errors.Join(os.RemoveAll(dir), os.Remove(l.Path()), l.Close())
-	}, nil
+	return &ownedDir{path: dir, lock: l}, nil
+}
+
+// Remove removes the directory, then its lock, so nothing is ever left unowned.
+func (o *ownedDir) Remove() error {
+	return errors.Join(os.RemoveAll(o.path), os.Remove(o.lock.Path()), o.lock.Close())
+}
+
+// Keep leaves the directory for the user, marked so that no sweep takes it, and drops its lock.
+func (o *ownedDir) Keep(note string) error {
+	return errors.Join(os.WriteFile(filepath.Join(o.path, keptMarker), []byte(note), 0o600),
+		os.Remove(o.lock.Path()), o.lock.Close())
 }
 
 // Sweep removes what builds that are gone left behind: work dirs under workRoot, and staging

@@ -45,15 +45,23 @@ func TestSweepRemovesOnlyOrphans(t *testing.T) {
 
 	// This process's own live build: claimDir holds the lock.
 	live := filepath.Join(work, "live")
-	release, err := claimDir(live, true)
+	owned, err := claimDir(live, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer owned.Remove()
 
-	kept := mk(filepath.Join(work, "kept"))
-	if err := os.WriteFile(filepath.Join(kept, keptMarker), nil, 0o600); err != nil {
+	kept := filepath.Join(work, "kept")
+	keptDir, err := claimDir(kept, true)
+	if err != nil {
 		t.Fatal(err)
+	}
+	mk(kept)
+	if err := keptDir.Keep("kept\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kept + lockSuffix); err == nil {
+		t.Error("a kept work dir still has its lock file beside it")
 	}
 	young := mk(filepath.Join(work, "young-unlocked"))
 	old := mk(filepath.Join(work, "old-unlocked"))
