@@ -193,7 +193,9 @@ func (b *build) onCleanup(name string, fn func(context.Context) error) {
 	b.cleanups = append(b.cleanups, cleanup{name, fn})
 }
 
-func defaultWorkRoot() (string, error) {
+// DefaultWorkRoot is where builds make their work dirs when Options.WorkRoot is empty
+// (${XDG_CACHE_HOME:-~/.cache}/ingot/work), and so where Sweep looks by default.
+func DefaultWorkRoot() (string, error) {
 	dir, err := source.DefaultCacheDir()
 	if err != nil {
 		return "", err

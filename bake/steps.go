@@ -68,7 +68,7 @@ func newBuild(opts Options) (*build, error) {
 		opts.OutDir = "out"
 	}
 	if opts.WorkRoot == "" {
-		root, err := defaultWorkRoot()
+		root, err := DefaultWorkRoot()
 		if err != nil {
 			return nil, err
 		}

@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ingot-build/ingot/bake"
-	"github.com/ingot-build/ingot/source"
 )
 
 // defaultOutDir is where `ingot build` publishes when given no --out, and so where `ingot cache
@@ -23,19 +21,13 @@ func workDirFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "work-dir", Usage: "where private work dirs go (default ~/.cache/ingot/work)"}
 }
 
-// workRoot is --work-dir, or the work root bake.Build takes when given none
-// (${XDG_CACHE_HOME:-~/.cache}/ingot/work). bake keeps its default unexported, so build asks
-// here too: prune must sweep exactly where builds leave their work dirs, and one definition in
-// this package keeps the two from drifting apart.
+// workRoot is --work-dir, or bake's default: prune must sweep exactly where builds leave their
+// work dirs.
 func workRoot(c *cli.Context) (string, error) {
 	if dir := c.String("work-dir"); dir != "" {
 		return dir, nil
 	}
-	cache, err := source.DefaultCacheDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(cache, "work"), nil
+	return bake.DefaultWorkRoot()
 }
 
 func cacheCommand() *cli.Command {
