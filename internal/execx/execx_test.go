@@ -171,3 +171,87 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+func TestTailKeepsTheLastBytes(t *testing.T) {
+	tests := []struct {
+		name   string
+		max    int
+		writes []string
+		want   string
+	}{
+		{"under the bound", 8, []string{"abc", "de"}, "abcde"},
+		{"exactly the bound", 4, []string{"ab", "cd"}, "abcd"},
+		{"one write over", 4, []string{"abcdefgh"}, "efgh"},
+		{"spread over writes", 5, []string{"abc", "def", "gh"}, "defgh"},
+		{"nothing written", 4, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tail := NewTail(tt.max)
+			for _, w := range tt.writes {
+				if n, err := tail.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if got := tail.String(); got != tt.want {
+				t.Errorf("String() = %q, want %q", got, tt.want)
+			}
+			if got := string(tail.Bytes()); got != tt.want {
+				t.Errorf("Bytes() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStartOwnsTheProcessGroup: a child started by Start leads its own process group, and
+// KillGroup takes its children down with it.
+func TestStartOwnsTheProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $! > "+pidFile+"; wait")
+	wait, err := Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgid, err := syscall.Getpgid(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pgid != cmd.Process.Pid {
+		t.Errorf("child's process group = %d, want its own (%d)", pgid, cmd.Process.Pid)
+	}
+	var grandchild int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if b, err := os.ReadFile(pidFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			grandchild, _ = strconv.Atoi(string(bytes.TrimSpace(b)))
+			break
+		}
+	}
+	if grandchild == 0 {
+		t.Fatal("the child never wrote its child's pid")
+	}
+	if err := KillGroup(cmd); err != nil {
+		t.Fatal(err)
+	}
+	_ = wait()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if err := syscall.Kill(grandchild, 0); errors.Is(err, syscall.ESRCH) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d outlived KillGroup", grandchild)
+		}
+	}
+	if err := KillGroup(cmd); err != nil {
+		t.Errorf("KillGroup of a gone group: %v", err)
+	}
+}
+
+func TestStreamHandsStdoutOver(t *testing.T) {
+	var out bytes.Buffer
+	if err := Stream(context.Background(), &out, "sh", "-c", "printf 'a\\rb\\n'"); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\rb\n" {
+		t.Errorf("stdout = %q", out.String())
+	}
+}
