@@ -1,0 +1,230 @@
+// Package manifest is manifest.json, the record a build writes beside its outputs (what went in,
+// what came out, and how), and its sidecar SHA256SUMS: the types, the schema version, and a strict
+// decoder. bake writes it; inspect (and, as they arrive, diff, verify and push) read it through
+// this package only, so a reader never re-declares half of it and misreads the rest.
+//
+// # Versions
+//
+// A manifest carries schema_version, MAJOR.MINOR. A new minor only adds fields, so a reader takes
+// any minor of a major it knows, ignoring the fields it does not know yet; a new major changes or
+// removes one, so a reader refuses a major it does not know rather than misread the file. A file
+// without schema_version is not a manifest (or one older than the versioning): it is refused too.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+)
+
+// Version is the schema_version this package writes and the newest it reads in full.
+const Version = "1.0"
+
+// ErrVersion marks a manifest whose schema_version is missing, malformed, or of a major this
+// package does not read.
+var ErrVersion = errors.New("unsupported manifest schema_version")
+
+// Manifest is manifest.json: what went in, what came out, and how. JSON names are the file's
+// contract: add fields (with a new minor Version), never rename one.
+type Manifest struct {
+	// SchemaVersion is MAJOR.MINOR; Write sets it to Version.
+	SchemaVersion string       `json:"schema_version"`
+	Name          string       `json:"name"`
+	BuildID       string       `json:"build_id"`
+	Started       time.Time    `json:"started"`
+	Finished      time.Time    `json:"finished"`
+	Recipe        Recipe       `json:"recipe"`
+	Inputs        []Input      `json:"inputs"`
+	Tool          Tool         `json:"tool"`
+	Firmware      string       `json:"firmware"`
+	Steps         []StepTiming `json:"steps"`
+	// Provisioners times each recipe step of the provision stage, in order.
+	Provisioners []StepTiming `json:"provisioners"`
+	Outputs      []File       `json:"outputs"`
+	// Downloads are the files that download steps published beside the outputs (format
+	// "download"), each file of a downloaded tree on its own; SHA256SUMS covers them too.
+	Downloads []File    `json:"downloads,omitempty"`
+	Packages  []Package `json:"packages"`
+	// Image is where the built disk was kept in the image store.
+	Image *Image `json:"image,omitempty"`
+}
+
+// Recipe is the recipe a build ran.
+type Recipe struct {
+	// File is the path given to the build, or "catalog:NAME" for a built-in recipe.
+	File   string `json:"file"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Input is a pinned input: the source disk, ISO or stored image.
+type Input struct {
+	Kind   string `json:"kind"`
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
+}
+
+// Tool is what made an image.
+type Tool struct {
+	IngotVersion string `json:"ingot_version"`
+	IngotCommit  string `json:"ingot_commit"`
+	// Driver is the hypervisor driver that ran the build machine: qemu or libvirt.
+	Driver      string `json:"driver,omitempty"`
+	QEMUVersion string `json:"qemu_version"`
+	QemuImgVer  string `json:"qemu_img_version"`
+	// Libvirt is the daemon a libvirt build ran on (its QEMU is QEMUVersion).
+	Libvirt *Libvirt `json:"libvirt,omitempty"`
+}
+
+// Libvirt names the libvirt daemon a build ran on.
+type Libvirt struct {
+	URI     string `json:"uri"`
+	Host    string `json:"host"`
+	Version string `json:"version"`
+	Pool    string `json:"pool"`
+}
+
+// StepTiming is how long a step took: a pipeline step, or one provisioner of the recipe.
+type StepTiming struct {
+	Step string `json:"step"`
+	// At is where a provisioner is written in the recipe (file:line:col).
+	At      string  `json:"at,omitempty"`
+	Seconds float64 `json:"seconds"`
+	// Waiting is the part of Seconds spent waiting on the guest or on qemu-img; the rest is
+	// ingot's own work.
+	Waiting float64 `json:"waiting_seconds"`
+}
+
+// File is one published file: an output, or a file a download step published.
+type File struct {
+	// File is the path relative to the manifest's directory, slash-separated.
+	File   string `json:"file"`
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Package is one installed package in the image.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Image is where the build's disk was kept in the image store.
+type Image struct {
+	Name   string `json:"name"`
+	Layer  string `json:"layer"`
+	Parent string `json:"parent,omitempty"`
+}
+
+// Write writes m to path atomically (a synced temporary file renamed over path), stamped with
+// Version, which it also sets in m so that the caller holds what the file says.
+func Write(path string, m *Manifest) error {
+	m.SchemaVersion = Version
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write manifest %s: %w", path, err)
+	}
+	if err := renameio.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write manifest %s: %w", path, err)
+	}
+	return nil
+}
+
+// Read reads and decodes the manifest at path (see Decode); its errors name the file.
+func Read(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	defer f.Close()
+	m, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Decode reads one manifest from r. It refuses what is not one: anything but a single JSON
+// object, an object without schema_version, and a major it does not know (ErrVersion). Up to
+// the minor of Version, unknown fields are refused too (a typo or another file's JSON); a newer
+// minor's fields are ignored, since a new minor only adds fields.
+func Decode(r io.Reader) (*Manifest, error) {
+	dec := json.NewDecoder(r)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("not a manifest: not JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("not a manifest: more follows the JSON object")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return nil, errors.New("not a manifest: want a JSON object")
+	}
+	rawVersion, ok := fields["schema_version"]
+	if !ok {
+		return nil, fmt.Errorf("%w: none given: not an ingot manifest, or one written before manifests had versions (rebuild the image to get one)", ErrVersion)
+	}
+	var version string
+	if err := json.Unmarshal(rawVersion, &version); err != nil {
+		return nil, fmt.Errorf("%w: %s is not a string such as %q", ErrVersion, rawVersion, Version)
+	}
+	major, minor, err := parseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	knownMajor, knownMinor, _ := parseVersion(Version)
+	if major != knownMajor {
+		hint := "no ingot has written it"
+		if major > knownMajor {
+			hint = "a newer ingot wrote it: upgrade ingot to read it"
+		}
+		return nil, fmt.Errorf("%w %s: this ingot reads %d.x (up to %s); %s", ErrVersion, version, knownMajor, Version, hint)
+	}
+	var m Manifest
+	full := json.NewDecoder(bytes.NewReader(raw))
+	if minor <= knownMinor {
+		full.DisallowUnknownFields()
+	}
+	if err := full.Decode(&m); err != nil {
+		return nil, fmt.Errorf("not a manifest of schema %s: %w", version, err)
+	}
+	return &m, nil
+}
+
+// parseVersion reads MAJOR.MINOR, both decimal.
+func parseVersion(v string) (major, minor int, err error) {
+	ma, mi, ok := strings.Cut(v, ".")
+	major, err1 := strconv.Atoi(ma)
+	minor, err2 := strconv.Atoi(mi)
+	if !ok || err1 != nil || err2 != nil || !isDigits(ma) || !isDigits(mi) {
+		return 0, 0, fmt.Errorf("%w: %q is not MAJOR.MINOR", ErrVersion, v)
+	}
+	return major, minor, nil
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// WriteSums writes the SHA256SUMS sidecar for files, in the form `sha256sum -c` checks: one
+// "HASH  PATH" line each, paths relative to the file's directory. It is written as Write writes
+// a manifest.
+func WriteSums(path string, files []File) error {
+	var b strings.Builder
+	for _, f := range files {
+		fmt.Fprintf(&b, "%s  %s\n", f.SHA256, f.File)
+	}
+	if err := renameio.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
