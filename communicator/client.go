@@ -103,8 +103,19 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the connection; commands still running on it fail.
+// Close closes the connection; commands still running on it fail. Closing a closed Client, or
+// one whose connection the guest or a keepalive already dropped, is not an error.
 func (c *Client) Close() error {
+	conn := c.detach()
+	if conn == nil {
+		return nil
+	}
+	return closeConn(conn)
+}
+
+// detach takes the connection away from the Client and stops its keepalives; the caller closes
+// it. It returns nil if there is none.
+func (c *Client) detach() *ssh.Client {
 	c.mu.Lock()
 	conn, stop := c.conn, c.stopKA
 	c.conn, c.stopKA = nil, nil
@@ -112,9 +123,12 @@ func (c *Client) Close() error {
 	if stop != nil {
 		stop()
 	}
-	if conn == nil {
-		return nil
-	}
+	return conn
+}
+
+// closeConn closes conn. net.ErrClosed means it was closed already (by a keepalive that went
+// unanswered, or by the context of a dial), which leaves nothing to report.
+func closeConn(conn *ssh.Client) error {
 	if err := conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("closing ssh connection: %w", err)
 	}
@@ -168,7 +182,9 @@ func keepalive(conn *ssh.Client, interval time.Duration, stop <-chan struct{}, l
 			}
 		case <-wait.C:
 			log.Warn("ssh keepalive unanswered; closing the connection", "after", 3*interval)
-			_ = conn.Close()
+			if err := closeConn(conn); err != nil {
+				log.Debug("closing the unanswered connection", "err", err)
+			}
 			return
 		case <-stop:
 			wait.Stop()
@@ -214,7 +230,9 @@ func (c *Client) wait(ctx context.Context, check func(context.Context, *ssh.Clie
 		conn, err := dialOnce(ctx, cfg, attemptTimeout)
 		if err == nil && check != nil {
 			if err = check(ctx, conn); err != nil {
-				_ = conn.Close()
+				if closeErr := closeConn(conn); closeErr != nil {
+					c.log.Debug("closing a connection the check refused", "addr", cfg.Addr, "err", closeErr)
+				}
 				var retry errRetry
 				if !errors.As(err, &retry) && ctx.Err() == nil {
 					return nil, fmt.Errorf("waiting for SSH at %s: %w", cfg.Addr, err)

@@ -47,8 +47,17 @@ func setup(t *testing.T) (*Client, *testServer, *Keys) {
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
+	closeOnCleanup(t, c)
 	return c, srv, k
+}
+
+// closeOnCleanup closes c when the test ends; an error closing it fails the test.
+func closeOnCleanup(t *testing.T, c *Client) {
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 }
 
 // freeAddr returns a 127.0.0.1 address nothing listens on (connections are refused).
@@ -152,32 +161,40 @@ func TestHostKeyMismatchFailsAtOnce(t *testing.T) {
 
 func TestWaitRetries(t *testing.T) {
 	tests := []struct {
-		name  string
-		start func(t *testing.T, k *Keys, addr string) // runs concurrently with Connect
+		name string
+		// boot runs concurrently with Connect, so it reports errors instead of failing the test
+		// (FailNow belongs to the test's goroutine); the server was made on the test's.
+		boot func(s *testServer, addr string) error
 	}{
-		{"refused then listening", func(t *testing.T, k *Keys, addr string) {
+		{"refused then listening", func(s *testServer, addr string) error {
 			time.Sleep(time.Second) // the "guest" boots
-			startServer(t, addr, k.HostPrivatePEM, k.Client.PublicKey())
+			return s.listen(addr)
 		}},
-		{"auth refused then accepted", func(t *testing.T, k *Keys, addr string) {
-			s := startServer(t, addr, k.HostPrivatePEM, k.Client.PublicKey())
+		{"auth refused then accepted", func(s *testServer, addr string) error {
 			s.reject.Store(true)
+			if err := s.listen(addr); err != nil {
+				return err
+			}
 			time.Sleep(time.Second) // cloud-init writes authorized_keys
 			s.reject.Store(false)
+			return nil
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			k := newKeys(t)
 			addr := freeAddr(t)
-			done := make(chan struct{})
-			go func() { defer close(done); tt.start(t, k, addr) }()
+			srv := newServer(t, k.HostPrivatePEM, k.Client.PublicKey())
+			booted := make(chan error, 1)
+			go func() { booted <- tt.boot(srv, addr) }()
 			c, err := Connect(context.Background(), Config{Addr: addr, User: "u", Keys: k, Timeout: 10 * time.Second, Logger: testLogger(t)})
-			<-done
+			if bootErr := <-booted; bootErr != nil {
+				t.Fatalf("the test server did not start: %v (Connect: %v)", bootErr, err)
+			}
 			if err != nil {
 				t.Fatalf("Connect: %v", err)
 			}
-			defer c.Close()
+			closeOnCleanup(t, c)
 			if err := c.Run(context.Background(), Cmd{Command: "true"}); err != nil {
 				t.Fatal(err)
 			}

@@ -58,7 +58,11 @@ func bootGuest(t testing.TB, name string, seedKeys *communicator.Keys, userData 
 		if t.Failed() {
 			t.Logf("console tail:\n%s", m.ConsoleTail(30))
 		}
-		_ = m.Kill()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.Kill(ctx); err != nil {
+			t.Errorf("killing the guest: %v", err)
+		}
 	})
 	return m
 }
@@ -91,7 +95,7 @@ func TestGuestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { closeClient(t, c) }) // a no-op once closed below; there for early failures
 	if err := c.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait"}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +119,9 @@ func TestGuestRoundTrip(t *testing.T) {
 		Command: `stat -c '%a %U' /opt/in/payload.bin; sha256sum /opt/in/payload.bin | cut -d' ' -f1 > /opt/out.txt; echo "$MSG" >> /opt/out.txt`,
 		Env:     map[string]string{"MSG": "it's $HOME \"here\""}, Sudo: true, Stdout: w, Stderr: w,
 	})
-	w.Close()
+	if err := w.Close(); err != nil {
+		t.Errorf("closing the line writer: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +166,7 @@ func TestGuestRoundTrip(t *testing.T) {
 
 	// Reboot against a real guest (it waits for a new boot id) is exercised by bake's end-to-end
 	// builds, whose recipes reboot; TestReboot covers its edges against an in-process server.
-	c.Close()
+	closeClient(t, c)
 	if err := m.Shutdown(ctx); err != nil {
 		t.Errorf("power off: %v", err)
 	}
@@ -176,7 +182,7 @@ func BenchmarkUpload100MB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { closeClient(b, c) })
 	dir := b.TempDir()
 	src := filepath.Join(dir, "100MB")
 	data := make([]byte, 100<<20)
@@ -221,7 +227,7 @@ func BenchmarkFirstSession(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c.Close()
+	closeClient(b, c)
 	b.Run("ingot", func(b *testing.B) {
 		for b.Loop() {
 			c, err := communicator.Connect(ctx, communicator.Config{Addr: m.SSHAddr(), User: "ingot", Keys: keys, Timeout: time.Minute})
@@ -231,7 +237,7 @@ func BenchmarkFirstSession(b *testing.B) {
 			if err := c.Run(ctx, communicator.Cmd{Command: "true"}); err != nil {
 				b.Fatal(err)
 			}
-			c.Close()
+			closeClient(b, c)
 		}
 	})
 	// The same session with OpenSSH's client: what the guest's sshd itself costs under this CPU.
@@ -252,4 +258,11 @@ func BenchmarkFirstSession(b *testing.B) {
 			}
 		}
 	})
+}
+
+// closeClient closes c; an error closing it fails the test.
+func closeClient(tb testing.TB, c *communicator.Client) {
+	if err := c.Close(); err != nil {
+		tb.Errorf("closing the ssh client: %v", err)
+	}
 }

@@ -54,16 +54,12 @@ func (c *Client) Reboot(ctx context.Context, command string) error {
 		// timeout: all what a reboot looks like from here.
 		c.log.Debug("reboot command ended the session", "err", err)
 	}
-	// The old connection is dead or about to be; drop it before waiting.
-	c.mu.Lock()
-	old, stop := c.conn, c.stopKA
-	c.conn, c.stopKA = nil, nil
-	c.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	if old != nil {
-		_ = old.Close()
+	// The old connection is dead or about to be; drop it before waiting. Failing to close it
+	// changes nothing (the guest is going down), so it is only logged.
+	if old := c.detach(); old != nil {
+		if err := closeConn(old); err != nil {
+			c.log.Debug("closing the connection to the old boot", "addr", c.cfg.Addr, "err", err)
+		}
 	}
 
 	conn, err := c.wait(ctx, func(ctx context.Context, conn *ssh.Client) error {

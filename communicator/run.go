@@ -9,9 +9,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
 // Cmd is one remote command.
@@ -137,7 +138,7 @@ const stderrTail = 2 << 10
 // is where the reason usually is. cmd.Stdout is ignored; cmd.Stderr, if set, still gets all of it.
 func (c *Client) Output(ctx context.Context, cmd Cmd) ([]byte, error) {
 	var out bytes.Buffer
-	tail := &tailBuffer{max: stderrTail}
+	tail := execx.NewTail(stderrTail)
 	cmd.Stdout = &out
 	if cmd.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(cmd.Stderr, tail)
@@ -151,27 +152,4 @@ func (c *Client) Output(ctx context.Context, cmd Cmd) ([]byte, error) {
 		return out.Bytes(), err
 	}
 	return out.Bytes(), nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }

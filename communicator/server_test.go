@@ -3,6 +3,7 @@ package communicator
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -24,7 +25,6 @@ import (
 // group, and the sftp subsystem is pkg/sftp's server.
 type testServer struct {
 	t      *testing.T
-	ln     net.Listener
 	conf   *ssh.ServerConfig
 	bin    string
 	env    atomic.Value // []string added to the command environment
@@ -32,6 +32,7 @@ type testServer struct {
 	onExec func(command string)
 
 	mu    sync.Mutex
+	ln    net.Listener // nil until listen; set on whichever goroutine listens
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
@@ -46,6 +47,17 @@ exec "$@"
 // startServer serves on addr ("127.0.0.1:0" for any port) with hostKeyPEM as its host key,
 // accepting only client.
 func startServer(t *testing.T, addr string, hostKeyPEM []byte, client ssh.PublicKey) *testServer {
+	t.Helper()
+	s := newServer(t, hostKeyPEM, client)
+	if err := s.listen(addr); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newServer makes a server that does not listen yet: listen starts it, from any goroutine (a
+// "guest" that boots while the test waits for it). Close runs when the test ends.
+func newServer(t *testing.T, hostKeyPEM []byte, client ssh.PublicKey) *testServer {
 	t.Helper()
 	hostSigner, err := ssh.ParsePrivateKey(hostKeyPEM)
 	if err != nil {
@@ -65,21 +77,39 @@ func startServer(t *testing.T, addr string, hostKeyPEM []byte, client ssh.Public
 		},
 	}
 	s.conf.AddHostKey(hostSigner)
-	s.ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	s.wg.Add(1)
-	go s.serve()
 	t.Cleanup(s.Close)
 	return s
 }
 
-func (s *testServer) Addr() string { return s.ln.Addr().String() }
+// listen starts serving on addr. It reports an error instead of failing the test, because the
+// testing package allows FailNow (t.Fatal) only on the test's own goroutine.
+func (s *testServer) listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("test server: listen: %w", err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.serve(ln)
+	return nil
+}
+
+func (s *testServer) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ln.Addr().String()
+}
 
 // Close stops listening and drops every connection (what a guest reboot looks like).
 func (s *testServer) Close() {
-	_ = s.ln.Close()
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
 	s.DropAll()
 	s.wg.Wait()
 }
@@ -93,10 +123,10 @@ func (s *testServer) DropAll() {
 	s.conns = nil
 }
 
-func (s *testServer) serve() {
+func (s *testServer) serve(ln net.Listener) {
 	defer s.wg.Done()
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			return
 		}

@@ -188,7 +188,7 @@ func TestReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	closeOnCleanup(t, c)
 	if err := c.Reboot(ctx, "fake-reboot"); err != nil {
 		t.Fatalf("Reboot: %v", err)
 	}

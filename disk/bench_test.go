@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // The benchmarks compare Produce with the real alternative, run on the same input in the same
@@ -74,7 +76,7 @@ func buildBenchDisk(dir string) (string, error) {
 		{"sgdisk", "-n1:2048:+1M", "-t1:ef02", "-n2:0:+64M", "-t2:ef00", "-n3:0:0", "-t3:8304", raw},
 		{"mkfs.fat", "-F", "16", "--offset", "4096", raw, fmt.Sprint(64 << 10)},
 		{"mkfs.ext4", "-q", "-d", root, "-E", fmt.Sprintf("offset=%d", 135168*512), raw, fmt.Sprintf("%dk", (size-135168*512-1<<20)/1024)},
-		{"qemu-img", "convert", "-O", "qcow2", raw, qcow2},
+		{"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2},
 		{"touch", filepath.Join(dir, "complete")},
 	}
 	for _, s := range steps {
@@ -154,7 +156,7 @@ func warm(b *testing.B, path string) {
 func BenchmarkProduce(b *testing.B) {
 	src := benchDisk(b)
 	ctx := context.Background()
-	data, err := Allocated(ctx, src)
+	data, err := qemuimg.Allocated(ctx, src, "qcow2")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func BenchmarkProduce(b *testing.B) {
 					spec := c.spec
 					spec.Name = "out"
 					start, cpu0 := time.Now(), cpuTime()
-					arts, err := Produce(ctx, src, spec, dir, nil)
+					arts, err := Produce(ctx, src, "", spec, dir, nil)
 					d := time.Since(start)
 					if err != nil {
 						b.Fatal(err)
@@ -228,7 +230,7 @@ func BenchmarkProduceAll(b *testing.B) {
 			warm(b, src)
 			dir := b.TempDir()
 			start := time.Now()
-			if _, err := Produce(ctx, src, s, dir, nil); err != nil {
+			if _, err := Produce(ctx, src, "", s, dir, nil); err != nil {
 				b.Fatal(err)
 			}
 			d := time.Since(start)
@@ -240,7 +242,7 @@ func BenchmarkProduceAll(b *testing.B) {
 		warm(b, src)
 		dir := b.TempDir()
 		start := time.Now()
-		if _, err := ProduceAll(ctx, src, specs, dir, nil); err != nil {
+		if _, err := ProduceAll(ctx, src, "", specs, dir, nil); err != nil {
 			b.Fatal(err)
 		}
 		all := time.Since(start)

@@ -15,7 +15,7 @@ import (
 func TestBmapIsBmaptools(t *testing.T) {
 	d := fixture(t, "gpt")
 	dir := t.TempDir()
-	arts, err := Produce(context.Background(), d.Qcow2, OutputSpec{Name: "img", Format: "raw", Bmap: true}, dir, nil)
+	arts, err := Produce(context.Background(), d.Qcow2, "", OutputSpec{Name: "img", Format: "raw", Bmap: true}, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestBmaptoolCopy(t *testing.T) {
 	for _, compress := range []string{"none", "zstd", "xz"} {
 		t.Run(compress, func(t *testing.T) {
 			dir := t.TempDir()
-			arts, err := Produce(context.Background(), d.Qcow2, OutputSpec{Name: "img", Format: "raw", Compress: compress, Bmap: true}, dir, nil)
+			arts, err := Produce(context.Background(), d.Qcow2, "", OutputSpec{Name: "img", Format: "raw", Compress: compress, Bmap: true}, dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestBmaptoolFindsItsOwnBmap(t *testing.T) {
 				tt.specs[i].Name = "img"
 			}
 			dir := t.TempDir()
-			arts, err := ProduceAll(context.Background(), d.Qcow2, tt.specs, dir, nil)
+			arts, err := ProduceAll(context.Background(), d.Qcow2, "", tt.specs, dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

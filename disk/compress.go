@@ -139,6 +139,9 @@ func (s *xzSink) Close() error { return s.xw.Close() }
 // bmaptool and ulikunitz/xz (the verification in decodedSize) all read.
 var xzToolArgs = []string{"-T0", "-6", "--check=crc64", "-c"}
 
+// xzStderrTail bounds the stderr of xz kept for an error: its message, not pages of it.
+const xzStderrTail = 2 << 10
+
 // xzToolSink compresses by piping the image, holes as real zeros, through the xz tool (XZ
 // Utils, Debian's xz-utils), whose output goes to w. It is why a raw.xz costs minutes rather
 // than an hour: liblzma is several times faster than ulikunitz/xz on one core and uses them all.
@@ -148,7 +151,7 @@ type xzToolSink struct {
 	stdin       io.WriteCloser
 	argv        []string
 	ctx         context.Context
-	stderr      *tailBuffer
+	stderr      *execx.Tail
 	wait        func() error
 	closed      bool
 	err         error // Close's result
@@ -156,7 +159,7 @@ type xzToolSink struct {
 
 func startXZTool(ctx context.Context, w io.Writer) (*xzToolSink, error) {
 	cmd := exec.CommandContext(ctx, "xz", xzToolArgs...)
-	s := &xzToolSink{argv: cmd.Args, ctx: ctx, stderr: &tailBuffer{max: stderrTail}}
+	s := &xzToolSink{argv: cmd.Args, ctx: ctx, stderr: execx.NewTail(xzStderrTail)}
 	cmd.Stdout = w
 	cmd.Stderr = s.stderr
 	stdin, err := cmd.StdinPipe()

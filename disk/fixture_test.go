@@ -123,7 +123,7 @@ func buildTestDisk(dir string, size int64) (*testDisk, error) {
 		"-E", fmt.Sprintf("offset=%d", d.RootStart), d.Raw, fmt.Sprintf("%dk", d.RootSize/1024)); err != nil {
 		return nil, err
 	}
-	if err := run("qemu-img", "convert", "-O", "qcow2", d.Raw, d.Base); err != nil {
+	if err := run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", d.Raw, d.Base); err != nil {
 		return nil, err
 	}
 	if err := run("qemu-img", "create", "-q", "-f", "qcow2", "-b", d.Base, "-F", "qcow2", d.Qcow2); err != nil {

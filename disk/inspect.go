@@ -14,6 +14,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
 	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // Inspection is what `ingot inspect IMAGE` shows: the image as qemu-img sees it, and the disk
@@ -59,17 +60,18 @@ type Partition struct {
 }
 
 // Inspect reads what an image is and what its disk holds. A raw image is read directly; any
-// other format through qemu-nbd (see nbd.go). Both are read-only.
+// other format through qemu-nbd (see nbd.go). Both are read-only. The image is a file the user
+// named, so its format is probed, once (qemuimg.Probe), and passed on.
 func Inspect(ctx context.Context, path string) (Inspection, error) {
-	info, err := Info(ctx, path)
+	info, err := qemuimg.Probe(ctx, path)
 	if err != nil {
 		return Inspection{}, err
 	}
 	in := Inspection{
 		Path: path, Format: info.Format, VirtualSize: info.VirtualSize,
-		ActualSize: info.ActualSize, BackingFile: info.BackingFile,
+		ActualSize: info.ActualSize, BackingFile: info.BackingFilename,
 	}
-	if in.Allocated, err = Allocated(ctx, path); err != nil {
+	if in.Allocated, err = qemuimg.Allocated(ctx, path, info.Format); err != nil {
 		return in, err
 	}
 

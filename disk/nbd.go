@@ -10,10 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
 // go-diskfs reads partition tables and filesystems from raw bytes at offsets. A raw image gives
@@ -39,9 +39,13 @@ const (
 	nbdMaxRead       = 8 << 20 // well under qemu-nbd's 32 MiB limit on a request
 )
 
+// nbdStderrTail bounds the stderr of qemu-nbd kept for an error: its message, not pages of it.
+const nbdStderrTail = 2 << 10
+
 // nbdImage is an image served by a qemu-nbd child process and read through one connection.
 type nbdImage struct {
 	cmd  *exec.Cmd
+	wait func() error  // qemu-nbd's exit (execx.Start)
 	done chan struct{} // closed when qemu-nbd has exited
 	dir  string
 	conn net.Conn
@@ -60,28 +64,19 @@ func openNBD(ctx context.Context, path, format string) (*nbdImage, error) {
 	}
 	sock := filepath.Join(dir, "sock")
 	cmd := exec.Command("qemu-nbd", "--read-only", "--format="+format, "--socket="+sock, "--shared=1", path)
-	stderr := &tailBuffer{max: stderrTail}
+	stderr := execx.NewTail(nbdStderrTail)
 	cmd.Stderr = stderr
-	// If ingot dies, qemu-nbd must not wait for a client forever: Pdeathsig kills it when the
-	// thread that started it exits, so that thread is locked to a goroutine that lives until
-	// qemu-nbd has exited.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	n := &nbdImage{cmd: cmd, done: make(chan struct{}), dir: dir}
-	started := make(chan error, 1)
-	go func() {
-		defer close(n.done)
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, after qemu-nbd
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	// Owned (execx.Start): if ingot dies, qemu-nbd must not wait for a client forever.
+	wait, err := execx.Start(cmd)
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start qemu-nbd: %w; install it with: apt-get install qemu-utils", err)
 	}
+	n := &nbdImage{cmd: cmd, wait: wait, done: make(chan struct{}), dir: dir}
+	go func() {
+		defer close(n.done)
+		_ = wait() // read where it matters: dial, when qemu-nbd exits before it listens
+	}()
 
 	conn, err := n.dial(ctx, sock)
 	if err != nil {
@@ -112,7 +107,7 @@ func (n *nbdImage) dial(ctx context.Context, sock string) (net.Conn, error) {
 		}
 		select {
 		case <-n.done:
-			return nil, fmt.Errorf("qemu-nbd exited before it listened")
+			return nil, fmt.Errorf("qemu-nbd exited before it listened: %w", n.wait())
 		case <-ctx.Done():
 			return nil, fmt.Errorf("no socket after %d attempts: %w", attempt, ctx.Err())
 		case <-tick.C:
@@ -224,16 +219,27 @@ func (n *nbdImage) Close() error {
 		n.conn.Write(req) // best effort: the kill below covers a server that is gone
 		n.conn.Close()
 	} else {
-		n.cmd.Process.Kill() // never connected: it would wait for a client forever
+		errs = append(errs, n.kill()) // never connected: it would wait for a client forever
 	}
 	select {
 	case <-n.done:
 	case <-time.After(5 * time.Second):
-		n.cmd.Process.Kill()
+		errs = append(errs, n.kill())
 		<-n.done
 	}
 	if err := os.RemoveAll(n.dir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// kill ends qemu-nbd's process group, unless it has exited (its group id could be anyone's by
+// then).
+func (n *nbdImage) kill() error {
+	select {
+	case <-n.done:
+		return nil
+	default:
+		return execx.KillGroup(n.cmd)
+	}
 }

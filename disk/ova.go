@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // An OVA is a tar (ustar) of an OVF package: the descriptor (NAME.ovf, XML), the manifest
@@ -242,18 +244,18 @@ func (p *producer) ova(ctx context.Context) ([]staged, error) {
 	if s.DiskBus == "sata" {
 		adapter = "ide" // what VMware writes in the vmdk of a SATA disk
 	}
-	if err := Convert(ctx, p.src, vmdk, ConvertOptions{InputFormat: p.srcFormat, Format: "vmdk", Options: vmdkOptions("streamOptimized", adapter), Progress: p.meter.next()}); err != nil {
+	if err := qemuimg.Convert(ctx, p.src, vmdk, qemuimg.ConvertOptions{InputFormat: p.srcFormat, Format: "vmdk", Options: vmdkOptions("streamOptimized", adapter), Progress: p.meter.next()}); err != nil {
 		return nil, err
 	}
 	diskSum, diskSize, err := p.checkAndHash(ctx, vmdk, "vmdk")
 	if err != nil {
 		return nil, err
 	}
-	info, err := Info(ctx, vmdk)
+	info, err := qemuimg.Info(ctx, vmdk, "vmdk")
 	if err != nil {
 		return nil, err
 	}
-	populated, err := Allocated(ctx, p.src)
+	populated, err := qemuimg.Allocated(ctx, p.src, p.srcFormat)
 	if err != nil {
 		return nil, err
 	}

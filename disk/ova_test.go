@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // checkOVA reads an OVA back with archive/tar, the way an importer does, and checks its
@@ -77,14 +79,14 @@ func checkOVA(t *testing.T, d *testDisk, a Artifact, spec OutputSpec) {
 		t.Errorf("References %+v; the disk member is %s, %d bytes", desc.Files, members[2].name, members[2].size)
 	}
 	vmdk := filepath.Join(tmp, members[2].name)
-	info, err := Info(context.Background(), vmdk)
+	info, err := qemuimg.Info(context.Background(), vmdk, "vmdk")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(desc.Disks) != 1 || desc.Disks[0].Capacity != info.VirtualSize || desc.Disks[0].Format != vmdkStreamFormat || desc.Disks[0].FileRef != desc.Files[0].ID {
 		t.Errorf("DiskSection %+v; the vmdk is %d bytes virtual", desc.Disks, info.VirtualSize)
 	}
-	if info.Format != "vmdk" || !strings.Contains(mustRun(t, "qemu-img", "info", vmdk), "create type: streamOptimized") {
+	if fs := info.FormatSpecific; fs == nil || fs.Data.CreateType != "streamOptimized" {
 		t.Errorf("the disk is not a streamOptimized vmdk")
 	}
 	mustRun(t, "qemu-img", "compare", "-q", "-f", "vmdk", "-F", "raw", vmdk, d.Raw)

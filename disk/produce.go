@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 
 	"github.com/ingot-build/ingot/internal/digest"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 	"golang.org/x/sync/errgroup"
 )
 
 // Produce writes one output of the disk image src (any format qemu-img reads; a backing chain is
-// flattened, never referenced) into dir and returns the files it made, main file first.
+// flattened, never referenced) into dir and returns the files it made, main file first. srcFormat
+// is src's format, passed to every qemu-img call; empty, it is probed once (qemuimg.Probe), which
+// is for a file the user named (`ingot convert`), never for a disk a guest wrote.
 //
 // Everything is made in a private work dir inside dir and verified there: qemu-img check for the
 // formats that have one, format, virtual size and no backing file; a compressed raw decompressed
@@ -33,13 +36,19 @@ import (
 //
 // Produce may run concurrently for several specs on the same src and dir, as long as their files
 // (OutputSpec.Files) differ.
-func Produce(ctx context.Context, src string, spec OutputSpec, dir string, progress func(done, total int64)) ([]Artifact, error) {
+func Produce(ctx context.Context, src, srcFormat string, spec OutputSpec, dir string, progress func(done, total int64)) ([]Artifact, error) {
 	spec = spec.withDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	what := spec.Files()[0]
-	info, err := Info(ctx, src)
+	var info qemuimg.ImageInfo
+	var err error
+	if srcFormat == "" {
+		info, err = qemuimg.Probe(ctx, src)
+	} else {
+		info, err = qemuimg.Info(ctx, src, srcFormat)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("produce %s: %w", what, err)
 	}
@@ -79,7 +88,7 @@ func Produce(ctx context.Context, src string, spec OutputSpec, dir string, progr
 // producer is one Produce call.
 type producer struct {
 	src       string
-	srcFormat string // as qemu-img info found it, passed on so no later step probes again
+	srcFormat string // as qemuimg.Probe found it, passed on so no later step probes again
 	spec      OutputSpec
 	size      int64 // the source's virtual size
 	work      string
@@ -106,7 +115,7 @@ func (p *producer) image(ctx context.Context) ([]staged, error) {
 	s := p.spec
 	name := s.Files()[0]
 	out := filepath.Join(p.work, name)
-	co := ConvertOptions{InputFormat: p.srcFormat, Format: s.Format, Progress: p.meter.next()}
+	co := qemuimg.ConvertOptions{InputFormat: p.srcFormat, Format: s.Format, Progress: p.meter.next()}
 	switch s.Format {
 	case "qcow2":
 		switch s.Compress {
@@ -120,7 +129,7 @@ func (p *producer) image(ctx context.Context) ([]staged, error) {
 	case "vhdx":
 		co.Options = []string{"subformat=dynamic"}
 	}
-	if err := Convert(ctx, p.src, out, co); err != nil {
+	if err := qemuimg.Convert(ctx, p.src, out, co); err != nil {
 		return nil, err
 	}
 	sum, size, err := p.checkAndHash(ctx, out, s.Format)
@@ -144,23 +153,22 @@ func (p *producer) checkAndHash(ctx context.Context, path, format string) (sum s
 	return sum, size, g.Wait()
 }
 
-// verifyImage checks an image qemu-img wrote: qemu-img check, then that it is the format asked
-// for, the whole disk, and standalone.
+// verifyImage checks an image qemu-img wrote: qemu-img check (no corruption, no leak), then that
+// it is the whole disk, and standalone. That it is the format asked for is checked by both: they
+// open it as that format (-f), which fails on anything else.
 func (p *producer) verifyImage(ctx context.Context, path, format string) error {
-	if err := Check(ctx, path, format); err != nil {
+	if _, err := qemuimg.Check(ctx, path, format); err != nil {
 		return err
 	}
-	info, err := Info(ctx, path)
+	info, err := qemuimg.Info(ctx, path, format)
 	if err != nil {
 		return err
 	}
 	switch {
-	case info.Format != format:
-		return fmt.Errorf("verify %s: qemu-img says it is %s, not %s", path, info.Format, format)
 	case info.VirtualSize < p.size: // a format may round the size up to its own unit, never down
 		return fmt.Errorf("verify %s: its virtual size is %d bytes, the source's %d", path, info.VirtualSize, p.size)
-	case info.BackingFile != "":
-		return fmt.Errorf("verify %s: it has a backing file (%s)", path, info.BackingFile)
+	case info.BackingFilename != "":
+		return fmt.Errorf("verify %s: it has a backing file (%s)", path, info.BackingFilename)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // TestProduce makes every output from the qcow2 overlay of the test disk and checks each file:
@@ -42,7 +44,7 @@ func TestProduce(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			var calls, last, total int64
-			arts, err := Produce(context.Background(), d.Qcow2, tt.spec, dir, func(done, tot int64) {
+			arts, err := Produce(context.Background(), d.Qcow2, "", tt.spec, dir, func(done, tot int64) {
 				calls++
 				if done < last {
 					t.Errorf("progress went back from %d to %d", last, done)
@@ -98,18 +100,16 @@ func checkContent(t *testing.T, d *testDisk, a Artifact, spec OutputSpec) {
 	case "qcow2", "vmdk", "vhdx":
 		mustRun(t, "qemu-img", "check", "-f", a.Format, a.Path)
 		mustRun(t, "qemu-img", "compare", "-q", "-f", a.Format, "-F", "raw", a.Path, d.Raw)
-		info, err := Info(context.Background(), a.Path)
+		info, err := qemuimg.Info(context.Background(), a.Path, a.Format)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.BackingFile != "" {
-			t.Errorf("%s has a backing file %s", a.Path, info.BackingFile)
+		if info.BackingFilename != "" {
+			t.Errorf("%s has a backing file %s", a.Path, info.BackingFilename)
 		}
 		if a.Format == "qcow2" && spec.Compress != "none" && spec.Compress != "" {
-			want := map[string]string{"zlib": "zlib", "zstd": "zstd"}[spec.Compress]
-			out := mustRun(t, "qemu-img", "info", a.Path)
-			if !strings.Contains(out, "compression type: "+want) {
-				t.Errorf("%s: want compression type %s:\n%s", a.Path, want, out)
+			if fs := info.FormatSpecific; fs == nil || fs.Data.CompressionType != spec.Compress {
+				t.Errorf("%s: want compression type %s: %+v", a.Path, spec.Compress, fs)
 			}
 		}
 		if a.Format == "vmdk" {
@@ -157,7 +157,8 @@ func TestProduceErrors(t *testing.T) {
 	fake := t.TempDir()
 	script := `#!/bin/sh
 case "$FAKE_QEMU_IMG:$1" in
-check-fails:check) echo "ERROR cluster 42 refcount=0 reference=1" >&2; exit 2 ;;
+check-fails:check) echo '{"check-errors": 0, "corruptions": 1, "filename": "x", "format": "qcow2"}'
+	echo "ERROR cluster 42 refcount=0 reference=1" >&2; exit 2 ;;
 empty:convert) for last; do :; done; : > "$last"; exit 0 ;;
 esac
 exec ` + real + ` "$@"
@@ -187,7 +188,7 @@ exec ` + real + ` "$@"
 		{name: "bad vmdk subformat", spec: OutputSpec{Format: "vmdk", Subformat: "twoGbMaxExtentFlat"}, want: []string{"twoGbMaxExtentFlat"}, unsupp: true},
 		{name: "unknown format", spec: OutputSpec{Format: "vdi"}, want: []string{`format "vdi"`}, unsupp: true},
 		{name: "bad name", spec: OutputSpec{Name: "a/b", Format: "raw"}, want: []string{"plain file name"}, unsupp: true},
-		{name: "check fails", spec: OutputSpec{Format: "qcow2"}, fake: "check-fails", want: []string{"qemu-img check", "refcount=0"}},
+		{name: "check fails", spec: OutputSpec{Format: "qcow2"}, fake: "check-fails", want: []string{"qemu-img check", "1 corruption", "refcount=0"}},
 		{name: "empty raw", spec: OutputSpec{Format: "raw"}, fake: "empty", want: []string{"empty raw image"}},
 		{name: "empty vhdx", spec: OutputSpec{Format: "vhdx"}, fake: "empty", want: []string{"qemu-img check"}},
 		{name: "cancelled", spec: OutputSpec{Format: "raw", Compress: "zstd"}, ctx: cancelled, want: []string{"context canceled"}},
@@ -211,7 +212,7 @@ exec ` + real + ` "$@"
 				tt.spec.Name = "img"
 			}
 			dir := t.TempDir()
-			arts, err := Produce(ctx, src, tt.spec, dir, nil)
+			arts, err := Produce(ctx, src, "", tt.spec, dir, nil)
 			if err == nil {
 				t.Fatalf("no error; made %v", arts)
 			}
@@ -267,7 +268,7 @@ func TestProduceAll(t *testing.T) {
 		{Name: "a", Format: "raw", Compress: "zstd", Bmap: true},
 		{Name: "a", Format: "ova"},
 	}
-	arts, err := ProduceAll(ctx, d.Qcow2, specs, dir, func(i int, done, total int64) {})
+	arts, err := ProduceAll(ctx, d.Qcow2, "", specs, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestProduceAll(t *testing.T) {
 		t.Errorf("artifacts %v, want %v", names, want)
 	}
 
-	_, err = ProduceAll(ctx, d.Qcow2, []OutputSpec{{Name: "a", Format: "raw", Bmap: true}, {Name: "a", Format: "raw", Compress: "xz", Bmap: true}}, t.TempDir(), nil)
+	_, err = ProduceAll(ctx, d.Qcow2, "", []OutputSpec{{Name: "a", Format: "raw", Bmap: true}, {Name: "a", Format: "raw", Compress: "xz", Bmap: true}}, t.TempDir(), nil)
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "a.raw.bmap") {
 		t.Errorf("clashing bmaps: err = %v", err)
 	}
@@ -290,11 +291,32 @@ func TestProduceAll(t *testing.T) {
 	mustRun(t, "sgdisk", "-n1:2048:0", "-t1:ef00", fat)
 	mustRun(t, "mkfs.fat", "--offset", "2048", fat, "38000")
 	dir = t.TempDir()
-	_, err = ProduceAll(ctx, fat, []OutputSpec{{Name: "f", Format: "qcow2"}, {Name: "f", Format: "raw", Shrink: "minimal"}}, dir, nil)
+	_, err = ProduceAll(ctx, fat, "", []OutputSpec{{Name: "f", Format: "qcow2"}, {Name: "f", Format: "raw", Shrink: "minimal"}}, dir, nil)
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "vfat") {
 		t.Errorf("err = %v, want the shrink's ErrUnsupported", err)
 	}
 	if names := dirNames(t, dir); len(names) > 0 {
 		t.Errorf("dir holds %v after the error", names)
+	}
+}
+
+func TestMeter(t *testing.T) {
+	var got [][2]int64
+	m := newMeter(func(d, tot int64) { got = append(got, [2]int64{d, tot}) }, 100, 50)
+	a := m.next()
+	a(0.5)
+	a(0.25) // going back is not reported
+	a(2)    // clamped to the stage
+	b := m.nextBytes()
+	b(10, 20)
+	m.finish()
+	want := [][2]int64{{0, 150}, {50, 150}, {100, 150}, {125, 150}, {150, 150}}
+	if len(got) != len(want) {
+		t.Fatalf("reports %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("reports %v, want %v", got, want)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // rawWeights are the shares of progress of a raw output's stages, in the order raw runs them.
@@ -36,7 +38,7 @@ func (p *producer) raw(ctx context.Context) ([]staged, error) {
 	files := s.Files()
 	image := s.stem() + ".raw" // the uncompressed image, which is files[0] unless compressed
 	raw := filepath.Join(p.work, image)
-	if err := Convert(ctx, p.src, raw, ConvertOptions{InputFormat: p.srcFormat, Format: "raw", Progress: p.meter.next()}); err != nil {
+	if err := qemuimg.Convert(ctx, p.src, raw, qemuimg.ConvertOptions{InputFormat: p.srcFormat, Format: "raw", Progress: p.meter.next()}); err != nil {
 		return nil, err
 	}
 	if s.Shrink == "minimal" {

@@ -23,11 +23,11 @@ func TestShrinkMinimalCloudImage(t *testing.T) {
 	cloud := testguest.CloudImage(t)
 	dir := t.TempDir()
 	ref := filepath.Join(t.TempDir(), "ref.raw")
-	mustRun(t, "qemu-img", "convert", "-O", "raw", cloud.Image, ref)
+	mustRun(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", cloud.Image, ref)
 	before := sgdiskInfo(t, ref, 3)
 	hostname := readExtFile(t, ref, before.start, "/etc/os-release")
 
-	arts, err := Produce(context.Background(), cloud.Image, OutputSpec{Name: "flash", Format: "raw", Shrink: "minimal", Bmap: true}, dir, nil)
+	arts, err := Produce(context.Background(), cloud.Image, "", OutputSpec{Name: "flash", Format: "raw", Shrink: "minimal", Bmap: true}, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/ingot-build/ingot/internal/formats"
 )
 
 // ErrUnsupported marks an output that cannot be made: a format or an option this package does not
@@ -18,18 +20,19 @@ type OutputSpec struct {
 	// Name is the base file name, without extension: "web" gives web.qcow2, web.raw.zst…, and
 	// web-minimal.raw for a raw output with shrink minimal (see Files).
 	Name string
-	// Format is qcow2, vmdk, vhdx, raw or ova.
-	Format string
-	// Compress is none (default), zlib or zstd for qcow2; none, zstd or xz for raw.
+	// Format is one of formats.Names; Compress, Subformat, Bmap and Shrink are its options, with
+	// the values formats.Lookup(Format) lists: an option the format does not take stays empty
+	// (or "none").
+	Format   string
 	Compress string
-	// Subformat is streamOptimized (default: ESXi, vSphere) or monolithicSparse (Workstation,
-	// VirtualBox) for vmdk.
+	// Subformat of a vmdk: streamOptimized for ESXi and vSphere, monolithicSparse for
+	// Workstation and VirtualBox.
 	Subformat string
 	// Bmap writes NAME.raw.bmap (NAME-minimal.raw.bmap when shrunk) beside a raw output; it
 	// describes the uncompressed image, so one bmap serves NAME.raw, NAME.raw.zst and
 	// NAME.raw.xz, which bmaptool pairs with it by name.
 	Bmap bool
-	// Shrink is none (default) or minimal for raw: minimal cuts the disk to the end of its last
+	// Shrink minimal (raw) cuts the disk to the end of its last
 	// partition after shrinking that partition's filesystem to what it holds.
 	Shrink string
 
@@ -52,16 +55,23 @@ type Artifact struct {
 	SHA256 string `json:"sha256"`
 }
 
-// withDefaults fills the empty options. "none" and "" mean the same thing everywhere.
+// withDefaults fills the options the format takes with their defaults (formats.Option.Default)
+// and the machine's. "none" and "" mean the same thing everywhere: an option the format does not
+// take is left empty either way.
 func (s OutputSpec) withDefaults() OutputSpec {
-	if s.Compress == "" {
-		s.Compress = "none"
-	}
-	if s.Format == "vmdk" && s.Subformat == "" {
-		s.Subformat = "streamOptimized"
-	}
-	if s.Shrink == "" {
-		s.Shrink = "none"
+	f, _ := formats.Lookup(s.Format)
+	for _, key := range optionKeys() {
+		v := s.option(key)
+		if v == nil {
+			continue
+		}
+		o, takes := f.Option(key)
+		switch {
+		case takes && *v == "":
+			*v = o.Default()
+		case !takes && *v == "none":
+			*v = ""
+		}
 	}
 	if s.CPUs <= 0 {
 		s.CPUs = 1
@@ -78,8 +88,25 @@ func (s OutputSpec) withDefaults() OutputSpec {
 	return s
 }
 
+// optionKeys names the options of OutputSpec as formats (and recipes) name them.
+func optionKeys() []string { return []string{"compress", "subformat", "bmap", "shrink"} }
+
+// option points at the field that holds the string option key; nil for bmap, a boolean.
+func (s *OutputSpec) option(key string) *string {
+	switch key {
+	case "compress":
+		return &s.Compress
+	case "subformat":
+		return &s.Subformat
+	case "shrink":
+		return &s.Shrink
+	}
+	return nil
+}
+
 // Validate says whether Produce can make this output, before any work is done: the pipeline
-// calls it while planning, so a bad combination fails before the guest boots.
+// calls it while planning, so a bad combination fails before the guest boots. Which formats and
+// options exist is the formats package's table, which recipes checks against too.
 func (s OutputSpec) Validate() error {
 	s = s.withDefaults()
 	if s.Name == "" || strings.ContainsAny(s.Name, `/\`) || s.Name == "." || s.Name == ".." {
@@ -88,32 +115,24 @@ func (s OutputSpec) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s output: %s", ErrUnsupported, s.Format, fmt.Sprintf(format, args...))
 	}
-	compress := map[string][]string{"qcow2": {"none", "zlib", "zstd"}, "raw": {"none", "zstd", "xz"}}
-	switch s.Format {
-	case "qcow2", "vmdk", "vhdx", "raw", "ova":
-	default:
-		return fmt.Errorf("%w: format %q (known: qcow2, vmdk, vhdx, raw, ova)", ErrUnsupported, s.Format)
+	f, ok := formats.Lookup(s.Format)
+	if !ok {
+		return fmt.Errorf("%w: format %q (known: %s)", ErrUnsupported, s.Format, strings.Join(formats.Names(), ", "))
 	}
-	if ok := compress[s.Format]; s.Compress != "none" && !slices.Contains(ok, s.Compress) {
-		if ok == nil {
-			return bad("compress %q: %s outputs are not compressed (qcow2 and raw are)", s.Compress, s.Format)
+	for _, key := range optionKeys() {
+		given, value := key, "" // bmap: "true" when set
+		if v := s.option(key); v != nil {
+			given, value = fmt.Sprintf("%s %q", key, *v), *v
+		} else if s.Bmap {
+			value = "true"
 		}
-		return bad("compress %q (known: %s)", s.Compress, strings.Join(ok, ", "))
-	}
-	if s.Format == "vmdk" && !slices.Contains([]string{"streamOptimized", "monolithicSparse"}, s.Subformat) {
-		return bad("subformat %q (known: streamOptimized, monolithicSparse)", s.Subformat)
-	}
-	if s.Format != "vmdk" && s.Subformat != "" {
-		return bad("subformat %q: only vmdk has subformats", s.Subformat)
-	}
-	if s.Bmap && s.Format != "raw" {
-		return bad("bmap: a block map describes a raw image; ask for format raw with bmap")
-	}
-	if !slices.Contains([]string{"none", "minimal"}, s.Shrink) {
-		return bad("shrink %q (known: none, minimal)", s.Shrink)
-	}
-	if s.Shrink == "minimal" && s.Format != "raw" {
-		return bad("shrink minimal cuts a raw image for flashing; the other formats keep the virtual size")
+		o, takes := f.Option(key)
+		switch {
+		case !takes && value != "":
+			return bad("%s: %s", given, notTaken(s.Format, key))
+		case takes && o.Values != nil && !slices.Contains(o.Values, value):
+			return bad("%s (known: %s)", given, strings.Join(o.Values, ", "))
+		}
 	}
 	if !slices.Contains([]string{"bios", "uefi"}, s.Firmware) {
 		return bad("firmware %q (known: bios, uefi)", s.Firmware)
@@ -122,6 +141,22 @@ func (s OutputSpec) Validate() error {
 		return bad("disk bus %q (known: scsi, sata)", s.DiskBus)
 	}
 	return nil
+}
+
+// notTaken says why format does not take the option key (one of optionKeys), naming the formats
+// that do.
+func notTaken(format, key string) string {
+	takers := strings.Join(formats.TakenBy(key), " and ")
+	switch key {
+	case "compress":
+		return fmt.Sprintf("%s outputs are not compressed (%s are)", format, takers)
+	case "subformat":
+		return fmt.Sprintf("only %s has subformats", takers)
+	case "bmap":
+		return fmt.Sprintf("a block map describes a %s image; ask for format %s with bmap", takers, takers)
+	default: // shrink, the last of optionKeys
+		return fmt.Sprintf("shrinking cuts a %s image for flashing; the other formats keep the virtual size", takers)
+	}
 }
 
 // Files returns the names of the files Produce makes for s, the main one first, so a caller can

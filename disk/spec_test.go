@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ingot-build/ingot/internal/formats"
 )
 
 // TestClashes checks the naming rule of a set of outputs made into one directory: which sets are
@@ -73,6 +75,65 @@ func TestClashes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidateFollowsFormats checks Validate against the formats table, option by option: every
+// value a format's option lists is accepted, anything else refused, and an option the format
+// does not take refused unless empty (or "none"), with a message naming the formats that take it.
+func TestValidateFollowsFormats(t *testing.T) {
+	candidates := []string{"", "none", "zlib", "zstd", "xz", "streamOptimized", "monolithicSparse", "minimal", "dynamic"}
+	for _, f := range formats.All() {
+		for _, key := range optionKeys() {
+			o, takes := f.Option(key)
+			values := candidates
+			if key == "bmap" {
+				values = []string{"", "true"}
+			}
+			for _, v := range values {
+				spec := OutputSpec{Name: "a", Format: f.Name}
+				if p := spec.option(key); p != nil {
+					*p = v
+				} else {
+					spec.Bmap = v == "true"
+				}
+				want := v == "" || (!takes && v == "none") || (takes && (o.Values == nil || slices.Contains(o.Values, v)))
+				err := spec.Validate()
+				if (err == nil) != want {
+					t.Errorf("%s with %s %q: Validate = %v, want ok = %v", f.Name, key, v, err, want)
+				}
+				if err != nil && !errors.Is(err, ErrUnsupported) {
+					t.Errorf("%s with %s %q: %v is not ErrUnsupported", f.Name, key, v, err)
+				}
+				for _, taker := range formats.TakenBy(key) {
+					if err != nil && !takes && !strings.Contains(err.Error(), taker) {
+						t.Errorf("%s with %s %q: %v does not name %s, which takes %s", f.Name, key, v, err, taker, key)
+					}
+				}
+			}
+		}
+	}
+	if err := (OutputSpec{Name: "a", Format: "qcow3"}).Validate(); err == nil || !strings.Contains(err.Error(), "known: qcow2, vmdk, vhdx, raw, ova") {
+		t.Errorf("an unknown format: Validate = %v", err)
+	}
+}
+
+// withDefaults gives each option the format takes its default, and leaves the others empty.
+func TestWithDefaults(t *testing.T) {
+	tests := []struct {
+		in, want OutputSpec
+	}{
+		{OutputSpec{Format: "raw"}, OutputSpec{Format: "raw", Compress: "none", Shrink: "none"}},
+		{OutputSpec{Format: "vmdk", Compress: "none"}, OutputSpec{Format: "vmdk", Subformat: "streamOptimized"}},
+		{OutputSpec{Format: "qcow2", Compress: "zstd", Shrink: "none"}, OutputSpec{Format: "qcow2", Compress: "zstd"}},
+		{OutputSpec{Format: "ova"}, OutputSpec{Format: "ova"}},
+	}
+	for _, tt := range tests {
+		got := tt.in.withDefaults()
+		got.CPUs, got.MemoryMiB, got.Firmware, got.DiskBus = 0, 0, "", ""
+		if got != tt.want {
+			t.Errorf("%+v.withDefaults() = %+v, want %+v", tt.in, got, tt.want)
+		}
 	}
 }
 

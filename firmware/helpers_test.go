@@ -1,16 +1,12 @@
 package firmware
 
 import (
-	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/ingot-build/ingot/internal/execx"
 )
 
 var fwRef = regexp.MustCompile(`@FW@(/[^"]+)`)
@@ -95,25 +91,6 @@ func needTool(t *testing.T, name, pkg string) {
 	if _, err := exec.LookPath(name); err != nil {
 		t.Fatalf("%s is needed by this test: %v; install it with: apt-get install %s", name, err, pkg)
 	}
-}
-
-// imageInfo is the part of `qemu-img info --output=json` that the tests check.
-type imageInfo struct {
-	Format      string `json:"format"`
-	VirtualSize int64  `json:"virtual-size"`
-}
-
-func qemuImgInfo(t *testing.T, path string) imageInfo {
-	t.Helper()
-	out, err := execx.Output(context.Background(), "qemu-img", "info", "--output=json", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info imageInfo
-	if err := json.Unmarshal(out, &info); err != nil {
-		t.Fatalf("decode qemu-img info for %s: %v\n%s", path, err, out)
-	}
-	return info
 }
 
 // dirNames lists a directory's entries, to catch temporary files left behind.

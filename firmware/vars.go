@@ -2,13 +2,11 @@ package firmware
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 
-	"github.com/ingot-build/ingot/internal/execx"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 // PrepareVars makes the build's own writable firmware image inside dir (the build's private work
@@ -49,10 +47,7 @@ func PrepareVars(ctx context.Context, fw Firmware, dir string) (string, error) {
 		return "", fmt.Errorf("prepare UEFI variables: %w", err)
 	}
 	// qemu-img reuses the existing (0600) file rather than creating one with its own mode.
-	if err := execx.Run(ctx, "qemu-img", "convert", "-f", src.Format, "-O", VarsFormat, src.Path, tmpPath); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return "", fmt.Errorf("prepare UEFI variables from %s: %w; install it with: apt-get install qemu-utils", src.Path, err)
-		}
+	if err := qemuimg.Convert(ctx, src.Path, tmpPath, qemuimg.ConvertOptions{InputFormat: src.Format, Format: VarsFormat}); err != nil {
 		return "", fmt.Errorf("prepare UEFI variables from %s: %w", src.Path, err)
 	}
 	if err := os.Rename(tmpPath, dst); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ingot-build/ingot/internal/execx"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 func TestPrepareVars(t *testing.T) {
@@ -27,7 +28,7 @@ func TestPrepareVars(t *testing.T) {
 	}
 	// A qcow2 template, as Fedora ships them.
 	qcow := filepath.Join(src, "VARS.qcow2")
-	if err := execx.Run(context.Background(), "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow); err != nil {
+	if err := qemuimg.Convert(context.Background(), raw, qcow, qemuimg.ConvertOptions{InputFormat: "raw", Format: "qcow2"}); err != nil {
 		t.Fatal(err)
 	}
 	code := Image{"/usr/share/OVMF/OVMF_CODE_4M.fd", "raw"}
@@ -98,7 +99,11 @@ func TestPrepareVars(t *testing.T) {
 			if names := dirNames(t, dir); !slices.Equal(names, []string{tt.wantName}) {
 				t.Errorf("work dir holds %q, want only %s", names, tt.wantName)
 			}
-			info := qemuImgInfo(t, got)
+			// Probed, not opened as VarsFormat: the test asks what the file really is.
+			info, err := qemuimg.Probe(ctx, got)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if info.Format != VarsFormat || info.VirtualSize != int64(len(data)) {
 				t.Errorf("qemu-img info: %+v, want format %s and virtual size %d", info, VarsFormat, len(data))
 			}
@@ -140,8 +145,8 @@ func TestPrepareVarsReplaces(t *testing.T) {
 	if got != stale {
 		t.Fatalf("PrepareVars = %q, want %q", got, stale)
 	}
-	if info := qemuImgInfo(t, got); info.Format != "qcow2" || info.VirtualSize != 64<<10 {
-		t.Errorf("qemu-img info: %+v", info)
+	if info, err := qemuimg.Probe(context.Background(), got); err != nil || info.Format != "qcow2" || info.VirtualSize != 64<<10 {
+		t.Errorf("qemu-img info: %+v, %v", info, err)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package hypervisor defines what the bake pipeline needs from a virtual machine monitor: start a
 // build machine from a Spec, reach its SSH port, watch it, type at it, and stop it. Drivers live in
-// subpackages: qemu (QEMU as a child process, controlled over QMP) and, later, libvirt (transient
-// domains on a local or remote libvirtd). The Spec is plain data so both can honour it.
+// subpackages: qemu (QEMU as a child process, controlled over QMP) and libvirt (transient domains
+// on a local or remote libvirtd). The Spec is plain data so both can honour it; what both need
+// beyond it (parsing boot keys, the serial console log) is here too, once.
 package hypervisor
 
 import (
@@ -24,7 +25,7 @@ type Spec struct {
 	Machine   string // QEMU machine type; default q35
 	CPUs      int    // default 2
 	MemoryMiB int    // default 2048
-	Accel     string // auto (default), kvm or tcg
+	Accel     Accel  // AccelAuto (default), AccelKVM or AccelTCG
 	Firmware  firmware.Kind
 
 	Disks []Disk
@@ -70,7 +71,8 @@ type Driver interface {
 type Machine interface {
 	// SSHAddr is the loopback host:port forwarded to the guest's SSH port.
 	SSHAddr() string
-	// ConsolePath is the file the serial console is captured to.
+	// ConsolePath is the file the serial console is captured to. A driver that fails to write
+	// it logs why (the file then ends early; ConsoleTail does not).
 	ConsolePath() string
 	// ConsoleTail returns the last n lines of the serial console.
 	ConsoleTail(n int) string
@@ -88,14 +90,31 @@ type Machine interface {
 	Shutdown(ctx context.Context) error
 	// Wait waits for the machine to end and returns Err.
 	Wait(ctx context.Context) error
-	// Kill stops the machine at once. Safe to call more than once and after it ended.
-	Kill() error
+	// Kill stops the machine at once. Safe to call more than once and after it ended. It
+	// returns ctx's error (wrapped) if the machine is not gone when ctx ends: a cleanup given a
+	// bounded context is bounded, whatever the hypervisor does.
+	Kill(ctx context.Context) error
 }
 
 // KeySender is a machine that can type: boot commands for installers that must be driven
 // through their boot menu.
 type KeySender interface {
 	SendKeys(ctx context.Context, sequence string) error
+}
+
+// UntilStopped returns a copy of ctx that also ends when stopped closes, with why() as its cause
+// (context.Cause). A KeySender types under it, so that a wait between keys ends as soon as the
+// guest stops, with the reason rather than a timeout later.
+func UntilStopped(ctx context.Context, stopped <-chan struct{}, why func() error) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-stopped:
+			cancel(why())
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // Event is a monitor event.
@@ -150,7 +169,7 @@ func (s Spec) WithDefaults() Spec {
 		s.MemoryMiB = 2048
 	}
 	if s.Accel == "" {
-		s.Accel = "auto"
+		s.Accel = AccelAuto
 	}
 	if s.Firmware == "" {
 		s.Firmware = firmware.BIOS
@@ -185,10 +204,8 @@ func (s Spec) Validate() error {
 	if s.MemoryMiB < 64 {
 		errs = append(errs, fmt.Errorf("memory %d MiB: need at least 64 MiB", s.MemoryMiB))
 	}
-	switch s.Accel {
-	case "auto", "kvm", "tcg":
-	default:
-		errs = append(errs, fmt.Errorf("accel %q: want auto, kvm or tcg", s.Accel))
+	if _, err := ParseAccel(string(s.Accel)); err != nil {
+		errs = append(errs, fmt.Errorf("accel %w", err))
 	}
 	if s.Initrd != "" && s.Kernel == "" || s.Append != "" && s.Kernel == "" {
 		errs = append(errs, errors.New("initrd or append given without a kernel"))

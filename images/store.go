@@ -38,6 +38,7 @@ import (
 
 	"github.com/gofrs/flock"
 	"github.com/google/renameio/v2"
+	"github.com/ingot-build/ingot/internal/ctxio"
 	"github.com/ingot-build/ingot/internal/digest"
 )
 
@@ -106,9 +107,6 @@ func CheckName(name string) error {
 	}
 	return nil
 }
-
-// LayerPath is where the layer with digest lives, whether or not it exists yet.
-func (s *Store) LayerPath(digest string) string { return s.layerPath(digest) }
 
 // AddBase makes a verified source file (named by its sha256, as the source cache keeps it) a
 // base layer, by hard link where the store and the cache share a file system, else by copy. It
@@ -382,24 +380,11 @@ func copyFile(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, ctxReader{ctx, in}); err != nil {
+	if _, err := io.Copy(out, ctxio.Reader(ctx, in)); err != nil {
 		out.Close()
 		return err
 	}
 	return errors.Join(out.Sync(), out.Close())
-}
-
-// ctxReader stops a long copy or hash when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Hold keeps the layers a build uses from being collected until it names its own, or ends.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/ingot-build/ingot/internal/ctxio"
 	"github.com/ingot-build/ingot/internal/progress"
 )
 
@@ -170,7 +171,7 @@ func (f *Fetcher) openPart(ctx context.Context, loc location, want digest, tr pr
 		return pt, pt.reset()
 	}
 	// Hash what is there, so the resumed bytes continue the same hash.
-	if _, err := io.Copy(pt.h, ctxReader{ctx, io.NewSectionReader(file, 0, fi.Size())}); err != nil {
+	if _, err := io.Copy(pt.h, ctxio.Reader(ctx, io.NewSectionReader(file, 0, fi.Size()))); err != nil {
 		file.Close()
 		return nil, fmt.Errorf("read partial download: %w", err)
 	}
@@ -411,17 +412,4 @@ func strongETag(etag string) string {
 		return ""
 	}
 	return etag
-}
-
-// ctxReader stops a long copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ingot-build/ingot/internal/ctxio"
 	"github.com/ingot-build/ingot/internal/progress"
 )
 
@@ -50,9 +51,9 @@ func (f *Fetcher) copyLocal(ctx context.Context, loc location, want digest, p pi
 	h := newHasher(want)
 	if unix.IoctlFileClone(int(tmp.Fd()), int(src.Fd())) == nil {
 		f.log.Debug("reflinked into the cache", "path", loc.path)
-		_, err = io.Copy(io.MultiWriter(h, progress.Writer(tr)), ctxReader{ctx, tmp})
+		_, err = io.Copy(io.MultiWriter(h, progress.Writer(tr)), ctxio.Reader(ctx, tmp))
 	} else {
-		_, err = io.Copy(io.MultiWriter(tmp, h, progress.Writer(tr)), ctxReader{ctx, src})
+		_, err = io.Copy(io.MultiWriter(tmp, h, progress.Writer(tr)), ctxio.Reader(ctx, src))
 	}
 	if err != nil {
 		return "", fmt.Errorf("copy into cache: %w", err)

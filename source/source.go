@@ -146,10 +146,6 @@ func WithLogger(l *slog.Logger) Option { return func(f *Fetcher) { f.log = l } }
 // WithProgress sets how downloads and copies report progress (default: not at all).
 func WithProgress(r progress.Reporter) Option { return func(f *Fetcher) { f.progress = r } }
 
-// WithHTTPClient sets the client for http(s) inputs. The default honours the proxy environment
-// variables.
-func WithHTTPClient(c *http.Client) Option { return func(f *Fetcher) { f.client = c } }
-
 // WithRetry sets how many attempts a download gets without making progress (default 5) and the
 // first pause between them (default 2s, doubling up to 1m).
 func WithRetry(attempts int, backoff time.Duration) Option {
@@ -172,12 +168,10 @@ func New(cacheDir string, opts ...Option) (*Fetcher, error) {
 		backoff:  2 * time.Second,
 		stall:    time.Minute,
 		lockPoll: 250 * time.Millisecond,
+		client:   defaultClient(),
 	}
 	for _, o := range opts {
 		o(f)
-	}
-	if f.client == nil {
-		f.client = defaultClient()
 	}
 	for _, d := range []string{cacheDir, f.dir, f.blobDir(), f.aliasDir(), f.metaDir(), f.partialDir(), f.lockDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -187,6 +181,12 @@ func New(cacheDir string, opts ...Option) (*Fetcher, error) {
 	return f, nil
 }
 
+// Dir is the source cache's directory (<cache>/sources), for messages that say where it is.
+func (f *Fetcher) Dir() string { return f.dir }
+
+// defaultClient is the client for http(s) inputs: http.DefaultTransport's, so it honours the proxy
+// environment variables (HTTPS_PROXY, NO_PROXY) and SSL_CERT_FILE, with a bound on how long a
+// server may take to answer.
 func defaultClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 2 * time.Minute
@@ -238,7 +238,8 @@ func (f *Fetcher) Fetch(ctx context.Context, in Input) (string, error) {
 }
 
 // Resolve returns the sha256 that in is pinned to, fetching only its checksum file if the pin
-// names one; the input itself is not downloaded. It lets `ingot validate` check pins up front.
+// names one; the input itself is not downloaded. It checks a pin that names a checksum file (the
+// file is there and lists the input) without the cost of a download.
 //
 // An input pinned by sha512 (by sha512:HEX, or by a checksum file that lists only its sha512) has
 // a sha256 only once it is in the cache: Resolve returns it if so, and otherwise the digest it

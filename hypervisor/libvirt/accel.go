@@ -10,6 +10,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/ingot-build/ingot/hypervisor"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -28,13 +29,13 @@ type Accel struct {
 // host-passthrough vCPU ("failed to set MSR 0x10a"). The proof is the QEMU driver's, done through
 // libvirt: a tiny transient KVM domain with a host-passthrough CPU and no disks is started, and
 // its vCPU must have left the reset vector (SeaBIOS ran) within probeTimeout.
-func chooseAccel(ctx context.Context, c *conn, arch, machine, want string) Accel {
+func chooseAccel(ctx context.Context, c *conn, arch, machine string, want hypervisor.Accel) Accel {
 	tcg := Accel{Virt: "qemu"}
 	switch want {
-	case "tcg":
+	case hypervisor.AccelTCG:
 		tcg.Reason = "software emulation (TCG) was asked for"
 		return tcg
-	case "kvm":
+	case hypervisor.AccelKVM:
 		return Accel{Virt: "kvm", Reason: "KVM was asked for (not probed)"}
 	}
 	if err := probeKVM(ctx, c, arch, machine); err != nil {

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/internal/ctxio"
 )
 
 // linuxKeycodes maps the QEMU qcodes hypervisor.ParseKeys produces to Linux input keycodes
@@ -52,12 +52,17 @@ func (m *Machine) SendKeys(ctx context.Context, sequence string) error {
 	if err != nil {
 		return err
 	}
+	// A wait between keys ends when the guest stops.
+	typing, stop := hypervisor.UntilStopped(ctx, m.ended, func() error {
+		return fmt.Errorf("while keys were typed: %w", m.stoppedErr())
+	})
+	defer stop()
 	var held []uint32
 	for i, a := range actions {
 		var err error
 		switch a.Kind {
 		case hypervisor.Wait:
-			err = m.pause(ctx, a.Wait)
+			err = ctxio.Sleep(typing, a.Wait)
 		case hypervisor.Down, hypervisor.Up:
 			code, ok := linuxKeycodes[a.Key]
 			if !ok {
@@ -81,10 +86,13 @@ func (m *Machine) SendKeys(ctx context.Context, sequence string) error {
 			keys = append(keys, code)
 			err = m.sendKey(ctx, keys)
 			if err == nil {
-				err = m.pause(ctx, m.driver.opts.KeyInterval)
+				err = ctxio.Sleep(typing, m.driver.opts.KeyInterval)
 			}
 		}
 		if err != nil {
+			if ctx.Err() == nil && typing.Err() != nil {
+				err = context.Cause(typing)
+			}
 			return fmt.Errorf("type boot command (key %d of %d): %w", i+1, len(actions), err)
 		}
 	}
@@ -101,17 +109,4 @@ func (m *Machine) sendKey(ctx context.Context, codes []uint32) error {
 	default:
 	}
 	return m.conn.DomainSendKey(m.dom, uint32(golibvirt.KeycodeSetLinux), sendKeyHold, codes, 0)
-}
-
-func (m *Machine) pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-m.ended:
-		return fmt.Errorf("while keys were typed: %w", m.stoppedErr())
-	}
 }

@@ -178,7 +178,7 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 
 // accel resolves the domain type, probing KVM once per driver and warning once on fallback.
 func (d *Driver) accel(ctx context.Context, c *conn, spec hypervisor.Spec) Accel {
-	if spec.Accel != "auto" {
+	if spec.Accel != hypervisor.AccelAuto {
 		return chooseAccel(ctx, c, spec.Arch, spec.Machine, spec.Accel)
 	}
 	d.accelOnce.Do(func() {

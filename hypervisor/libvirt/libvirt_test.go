@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -30,15 +29,6 @@ import (
 	"github.com/ingot-build/ingot/internal/execx"
 	"github.com/ingot-build/ingot/internal/testguest"
 )
-
-// remoteURI is the second daemon start.sh runs (INGOT_LIBVIRT_REMOTE_PORT changes its port).
-func remoteURI() string {
-	port := os.Getenv("INGOT_LIBVIRT_REMOTE_PORT")
-	if port == "" {
-		port = "16599"
-	}
-	return "qemu+tcp://127.0.0.1:" + port + "/system"
-}
 
 // TestMain makes sure both daemons answer, starting them with testdata/libvirt/start.sh if they do
 // not; if that fails, the tests fail: a skip would hide a missing install.
@@ -70,7 +60,7 @@ func TestMain(m *testing.M) {
 func daemonsUp() error {
 	for _, addr := range []struct{ network, addr string }{
 		{"unix", "/var/run/libvirt/libvirt-sock"},
-		{"tcp", strings.TrimSuffix(strings.TrimPrefix(remoteURI(), "qemu+tcp://"), "/system")},
+		{"tcp", strings.TrimSuffix(strings.TrimPrefix(testguest.RemoteLibvirtURI(), "qemu+tcp://"), "/system")},
 	} {
 		c, err := net.DialTimeout(addr.network, addr.addr, 2*time.Second)
 		if err != nil {
@@ -81,30 +71,10 @@ func daemonsUp() error {
 	return nil
 }
 
-func workDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func newDriver(t *testing.T, opts libvirt.Options) *libvirt.Driver {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+		opts.Logger = testguest.Logger(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -116,24 +86,10 @@ func newDriver(t *testing.T, opts libvirt.Options) *libvirt.Driver {
 	return d
 }
 
-// start starts a machine and makes sure it is gone when the test ends; on failure the test log
-// gets the domain XML and the console tail.
+// start starts a machine for the rest of the test (testguest.Start).
 func start(t *testing.T, d *libvirt.Driver, spec hypervisor.Spec) *libvirt.Machine {
 	t.Helper()
-	m, err := d.Start(context.Background(), spec)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	lm := m.(*libvirt.Machine)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("domain XML:\n%s\nconsole tail:\n%s", lm.DomainXML(), lm.ConsoleTail(30))
-		}
-		if err := lm.Kill(); err != nil {
-			t.Errorf("kill: %v", err)
-		}
-	})
-	return lm
+	return testguest.Start(t, d, spec).(*libvirt.Machine)
 }
 
 func hasEvent(events []hypervisor.Event, name string) bool {
@@ -145,29 +101,12 @@ func hasEvent(events []hypervisor.Event, name string) bool {
 	return false
 }
 
-func waitConsole(t *testing.T, m *libvirt.Machine, want string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(m.ConsolePath()); strings.Contains(string(b), want) {
-			return
-		}
-		select {
-		case <-m.Done():
-			t.Fatalf("machine ended (%v) before the console showed %q", m.Err(), want)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	b, _ := os.ReadFile(m.ConsolePath())
-	t.Fatalf("console did not show %q within %s:\n%q", want, timeout, b[max(0, len(b)-3000):])
-}
-
 // A machine that ignores the ACPI power button (SeaBIOS with nothing to boot has no ACPI event
 // handling) is stopped within the timeout, and Shutdown says it had to force it.
 func TestShutdownForcesAGuestThatIgnoresACPI(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, libvirt.Options{ShutdownTimeout: 2 * time.Second})
-	m := start(t, d, hypervisor.Spec{Name: "deaf", WorkDir: workDir(t), MemoryMiB: 64})
+	m := start(t, d, hypervisor.Spec{Name: "deaf", WorkDir: testguest.WorkDir(t), MemoryMiB: 64})
 	began := time.Now()
 	err := m.Shutdown(context.Background())
 	if !errors.Is(err, hypervisor.ErrForced) {
@@ -223,7 +162,7 @@ func TestConnectErrorsSayWhatToDo(t *testing.T) {
 func TestKernelPanicReportedWithConsoleTail(t *testing.T) {
 	t.Parallel()
 	iso := testguest.InstallerISO(t)
-	dir := workDir(t)
+	dir := testguest.WorkDir(t)
 	kernel := extractFromISO(t, iso.ISO, "casper/vmlinuz", filepath.Join(dir, "vmlinuz"))
 	d := newDriver(t, libvirt.Options{})
 	m := start(t, d, hypervisor.Spec{Name: "panic", WorkDir: dir, MemoryMiB: 256, Kernel: kernel, Append: "console=ttyS0 panic=0"})
@@ -312,30 +251,13 @@ func assertNoVolumes(t *testing.T, uri, domain string) {
 	}
 }
 
-func cloudSpec(t *testing.T, fw firmware.Kind, name string) (hypervisor.Spec, testguest.Access) {
-	img := testguest.CloudImage(t)
-	dir := workDir(t)
-	disk := filepath.Join(dir, "disk.qcow2")
-	if err := execx.Run(context.Background(), "qemu-img", "create", "-q", "-f", "qcow2", "-b", img.Image, "-F", "qcow2", disk, "4G"); err != nil {
-		t.Fatal(err)
-	}
-	access := testguest.NewSeed(t, dir, name, nil)
-	return hypervisor.Spec{
-		Name: name, WorkDir: dir, Firmware: fw, MemoryMiB: 1024,
-		Disks: []hypervisor.Disk{
-			{Path: disk, Format: "qcow2", Discard: true, DetectZeroes: "unmap", BootIndex: 1},
-			{Path: access.Seed, Format: "raw", ReadOnly: true},
-		},
-	}, access
-}
-
 // The one full boot: the test cloud image under SeaBIOS, uploaded with its backing chain, reaches
 // SSH (host key pinned), writes a file, and powers off cleanly through the ACPI button; the
 // guest's write is then in the local overlay, and nothing is left in the pool.
 func TestBIOSBootToSSHWriteAndCleanShutdown(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, libvirt.Options{})
-	spec, access := cloudSpec(t, firmware.BIOS, "bios")
+	spec, access := testguest.CloudSpec(t, firmware.BIOS, "bios")
 	before := sha256File(t, spec.Disks[0].Path)
 	began := time.Now()
 	m := start(t, d, spec)
@@ -417,7 +339,7 @@ func fileContains(t *testing.T, path string, needle []byte) bool {
 func TestUEFIBootReachesTheKernel(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, libvirt.Options{})
-	spec, _ := cloudSpec(t, firmware.UEFI, "uefi")
+	spec, _ := testguest.CloudSpec(t, firmware.UEFI, "uefi")
 	m := start(t, d, spec)
 	if fw := m.Firmware(); fw == nil || fw.Kind != firmware.UEFI || fw.VarsTemplate.Path == "" {
 		t.Errorf("firmware %+v", fw)
@@ -425,8 +347,8 @@ func TestUEFIBootReachesTheKernel(t *testing.T) {
 	if !strings.Contains(m.DomainXML(), "<nvram template=") {
 		t.Errorf("no per-build variable store in the domain XML:\n%s", m.DomainXML())
 	}
-	waitConsole(t, m, "efi: EFI v", 4*time.Minute)
-	if err := m.Kill(); err != nil {
+	testguest.WaitConsole(t, m, "efi: EFI v", 4*time.Minute)
+	if err := m.Kill(context.Background()); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
 	if err := m.Err(); err != nil {
@@ -445,8 +367,8 @@ func TestUEFIBootReachesTheKernel(t *testing.T) {
 // writes, the raw one still sparse. Nothing is left on the daemon.
 func TestRemoteTCPDisksRoundTrip(t *testing.T) {
 	t.Parallel()
-	uri := remoteURI()
-	dir := workDir(t)
+	uri := testguest.RemoteLibvirtURI()
+	dir := testguest.WorkDir(t)
 	raw := filepath.Join(dir, "data.raw")
 	want := make([]byte, 32<<20)
 	for i := range 1 << 20 {
@@ -502,7 +424,7 @@ func TestRemoteTCPDisksRoundTrip(t *testing.T) {
 			t.Fatalf("%s: %v: %s", cmd, err, out)
 		}
 	}
-	if err := m.Kill(); err != nil {
+	if err := m.Kill(context.Background()); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
 	for i := range 64 << 10 {
@@ -545,16 +467,16 @@ func TestSendKeysReachesTheGuest(t *testing.T) {
 	t.Parallel()
 	iso := testguest.InstallerISO(t)
 	d := newDriver(t, libvirt.Options{KeyInterval: 50 * time.Millisecond})
-	m := start(t, d, hypervisor.Spec{Name: "keys", WorkDir: workDir(t), MemoryMiB: 256,
+	m := start(t, d, hypervisor.Spec{Name: "keys", WorkDir: testguest.WorkDir(t), MemoryMiB: 256,
 		Disks: []hypervisor.Disk{{Path: iso.ISO, CDROM: true, BootIndex: 1}}})
-	waitConsole(t, m, "Install Debian 12", 2*time.Minute)
+	testguest.WaitConsole(t, m, "Install Debian 12", 2*time.Minute)
 	// "c" opens GRUB's command line; what is typed there is echoed on the serial console.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := m.SendKeys(ctx, "c<wait>echo Typed-By_Ingot:42<enter>"); err != nil {
 		t.Fatal(err)
 	}
-	waitConsole(t, m, "Typed-By_Ingot:42", 30*time.Second)
+	testguest.WaitConsole(t, m, "Typed-By_Ingot:42", 30*time.Second)
 	up, _ := m.Transfers()
 	t.Logf("uploaded %s", up)
 }
@@ -609,7 +531,7 @@ func TestPoolWithoutSpaceIsRefused(t *testing.T) {
 		t.Fatalf("virsh pool-create-as: %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("virsh", "-q", "-c", "qemu:///system", "pool-destroy", pool).Run() })
-	dir := workDir(t)
+	dir := testguest.WorkDir(t)
 	disk := filepath.Join(dir, "big.raw")
 	if err := os.WriteFile(disk, bytes.Repeat([]byte{1}, 8<<20), 0o600); err != nil {
 		t.Fatal(err)
@@ -635,7 +557,7 @@ func TestConcurrentMachinesDoNotCollide(t *testing.T) {
 	done := make(chan int)
 	for i := range n {
 		go func() {
-			dir := workDir(t)
+			dir := testguest.WorkDir(t)
 			disk := filepath.Join(dir, "d.raw")
 			errs[i] = os.WriteFile(disk, []byte("same name, same size"), 0o600)
 			if errs[i] == nil {
@@ -656,14 +578,14 @@ func TestConcurrentMachinesDoNotCollide(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("machine %d: %v", i, errs[i])
 		}
-		t.Cleanup(func() { _ = m.Kill() })
+		t.Cleanup(func() { _ = m.Kill(context.Background()) })
 		if names[m.Name()] || addrs[m.SSHAddr()] {
 			t.Errorf("machine %d shares a name or port: %s %s", i, m.Name(), m.SSHAddr())
 		}
 		names[m.Name()], addrs[m.SSHAddr()] = true, true
 	}
 	for _, m := range machines {
-		if err := m.Kill(); err != nil {
+		if err := m.Kill(context.Background()); err != nil {
 			t.Error(err)
 		}
 		assertNoVolumes(t, "qemu:///system", m.Name())
@@ -706,18 +628,18 @@ func TestUnprivilegedUserIsToldWhatToDo(t *testing.T) {
 // file); OVMF runs, and its variable store, which libvirt made in the pool, goes with the volumes.
 func TestRemoteUEFIChosenByLibvirt(t *testing.T) {
 	t.Parallel()
-	d := newDriver(t, libvirt.Options{URI: remoteURI()})
-	m := start(t, d, hypervisor.Spec{Name: "remote-uefi", WorkDir: workDir(t), MemoryMiB: 256, Firmware: firmware.UEFI})
+	d := newDriver(t, libvirt.Options{URI: testguest.RemoteLibvirtURI()})
+	m := start(t, d, hypervisor.Spec{Name: "remote-uefi", WorkDir: testguest.WorkDir(t), MemoryMiB: 256, Firmware: firmware.UEFI})
 	if !strings.Contains(m.DomainXML(), `<os firmware="efi">`) || strings.Contains(m.DomainXML(), "<loader") || m.Firmware() != nil {
 		t.Errorf("the firmware was not left to the remote libvirt:\n%s", m.DomainXML())
 	}
 	// The NIC's option ROM is iPXE; its banner lists "EFI" among its features only in the build
 	// OVMF loads (under SeaBIOS it lists PXE instead).
-	waitConsole(t, m, " EFI Menu", 3*time.Minute)
-	if err := m.Kill(); err != nil {
+	testguest.WaitConsole(t, m, " EFI Menu", 3*time.Minute)
+	if err := m.Kill(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	assertNoVolumes(t, remoteURI(), m.Name())
+	assertNoVolumes(t, testguest.RemoteLibvirtURI(), m.Name())
 }
 
 // NoReboot (an installer's "done" signal): a reset of the machine ends it, cleanly. The reset
@@ -726,7 +648,7 @@ func TestRemoteUEFIChosenByLibvirt(t *testing.T) {
 func TestNoRebootEndsTheMachineOnReset(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, libvirt.Options{})
-	m := start(t, d, hypervisor.Spec{Name: "noreboot", WorkDir: workDir(t), MemoryMiB: 64, NoReboot: true})
+	m := start(t, d, hypervisor.Spec{Name: "noreboot", WorkDir: testguest.WorkDir(t), MemoryMiB: 64, NoReboot: true})
 	if out, err := exec.Command("virsh", "-c", "qemu:///system", "reset", m.Name()).CombinedOutput(); err != nil {
 		t.Fatalf("virsh reset: %v: %s", err, out)
 	}
@@ -744,7 +666,7 @@ func TestNoRebootEndsTheMachineOnReset(t *testing.T) {
 func TestDestroyedBehindItsBackIsAnError(t *testing.T) {
 	t.Parallel()
 	d := newDriver(t, libvirt.Options{})
-	m := start(t, d, hypervisor.Spec{Name: "victim", WorkDir: workDir(t), MemoryMiB: 64})
+	m := start(t, d, hypervisor.Spec{Name: "victim", WorkDir: testguest.WorkDir(t), MemoryMiB: 64})
 	if out, err := exec.Command("virsh", "-c", "qemu:///system", "destroy", m.Name()).CombinedOutput(); err != nil {
 		t.Fatalf("virsh destroy: %v: %s", err, out)
 	}

@@ -14,9 +14,6 @@ import (
 	"github.com/ingot-build/ingot/hypervisor"
 )
 
-// consoleTailLines is how much of the console goes into an error.
-const consoleTailLines = 25
-
 // Machine is a running transient domain and the volumes it was started from.
 type Machine struct {
 	driver   *Driver
@@ -27,7 +24,7 @@ type Machine struct {
 	accel    Accel
 	firmware *firmware.Firmware // nil when libvirt chose (remote daemon) or for libvirt's default BIOS
 	xml      string
-	console  *console
+	console  *hypervisor.ConsoleLog
 	// consoleConn carries the console stream, on a connection of its own.
 	consoleConn *rpcClient
 	sshAddr     string
@@ -66,8 +63,8 @@ var (
 )
 
 func (m *Machine) SSHAddr() string          { return m.sshAddr }
-func (m *Machine) ConsolePath() string      { return m.console.path }
-func (m *Machine) ConsoleTail(n int) string { return m.console.tail(n) }
+func (m *Machine) ConsolePath() string      { return m.console.Path() }
+func (m *Machine) ConsoleTail(n int) string { return m.console.Tail(n) }
 
 // Done is closed when the machine has ended: the domain stopped, the writable disks were copied
 // back over their local files, and the build's volumes were deleted.
@@ -145,7 +142,7 @@ func (m *Machine) watch(lifecycle <-chan golibvirt.DomainEventLifecycleMsg, rebo
 			case golibvirt.DomainEventStopped:
 				var cause error
 				if why := stoppedError(ev.Detail); why != "" {
-					cause = m.guestError(why)
+					cause = m.console.GuestError(why)
 				}
 				m.end(cause)
 				return
@@ -159,21 +156,14 @@ func (m *Machine) watch(lifecycle <-chan golibvirt.DomainEventLifecycleMsg, rebo
 				m.record(EventReset, nil)
 			}
 		case <-m.conn.gone():
-			m.end(m.guestError(fmt.Sprintf("lost the connection to libvirtd at %s (libvirtd destroys a domain whose creating connection is gone)", m.driver.target)))
+			m.end(m.console.GuestError(fmt.Sprintf("lost the connection to libvirtd at %s (libvirtd destroys a domain whose creating connection is gone)", m.driver.target)))
 			return
 		case <-m.ended:
 			return
 		}
 	}
 	// Both event streams closed: the connection is gone.
-	m.end(m.guestError(fmt.Sprintf("lost the connection to libvirtd at %s", m.driver.target)))
-}
-
-func (m *Machine) guestError(reason string) *hypervisor.GuestError {
-	if p := m.console.panicMessage(); p != "" {
-		reason += ": " + p
-	}
-	return &hypervisor.GuestError{Reason: reason, ConsoleTail: m.console.tail(consoleTailLines)}
+	m.end(m.console.GuestError(fmt.Sprintf("lost the connection to libvirtd at %s", m.driver.target)))
 }
 
 // onGuestPanic reports a panic (pvpanic, with on_crash preserve: the guest is paused), after a
@@ -185,7 +175,7 @@ func (m *Machine) onGuestPanic(reason string) {
 		case <-time.After(500 * time.Millisecond):
 		case <-m.ended:
 		}
-		m.setReason(m.guestError(reason))
+		m.setReason(m.console.GuestError(reason))
 		m.destroy()
 	}()
 }
@@ -199,7 +189,7 @@ func (m *Machine) onConsolePanic() {
 			return
 		case <-time.After(2 * time.Second):
 		}
-		m.setReason(m.guestError("the guest kernel panicked (seen on the serial console)"))
+		m.setReason(m.console.GuestError("the guest kernel panicked (seen on the serial console)"))
 		m.destroy()
 	}()
 }
@@ -253,7 +243,9 @@ func (m *Machine) teardown() {
 	case <-time.After(3 * time.Second):
 	}
 	m.consoleConn.close()
-	m.console.close()
+	if err := m.console.Close(); err != nil {
+		m.log.Warn("the console log is incomplete", "path", m.console.Path(), "err", err)
+	}
 	m.cancelEvents()
 	if m.tunnel != nil {
 		m.tunnel.close()
@@ -365,21 +357,45 @@ func (m *Machine) Wait(ctx context.Context) error {
 // before it returns: after Kill the local files hold what the guest wrote (consistent at the block
 // level; the guest's filesystems were not unmounted). Safe to call more than once and after the
 // machine ended. Its error is a failure to destroy or to clean up.
-func (m *Machine) Kill() error {
+//
+// go-libvirt calls take no context, so ctx bounds Kill from outside: if the daemon has not
+// destroyed the domain when ctx ends, the machine's connection is closed under the call, and
+// libvirtd destroys the domain with it (it was started with VIR_DOMAIN_START_AUTODESTROY); if the
+// teardown is still copying disks back when ctx ends, it goes on in the background and Kill
+// returns. Either way Kill then returns ctx's error.
+func (m *Machine) Kill(ctx context.Context) error {
 	m.setStopping()
 	var err error
 	select {
 	case <-m.ended:
 	default:
-		if derr := m.destroy(); derr != nil {
-			err = fmt.Errorf("destroy domain %s: %w", m.name, derr)
-			m.end(nil) // the connection closes in teardown, and libvirtd destroys it then
+		err = m.destroyWithin(ctx)
+	}
+	return m.waitTeardown(ctx, err)
+}
+
+// destroyWithin is destroy, bounded by ctx: when ctx ends first, the machine's connection is
+// closed under the call (which ends it) and the machine ends without the daemon's answer.
+func (m *Machine) destroyWithin(ctx context.Context) error {
+	destroyed := make(chan error, 1)
+	go func() { destroyed <- m.destroy() }()
+	var err error
+	select {
+	case err = <-destroyed:
+	case <-ctx.Done():
+		select {
+		case err = <-destroyed: // answered as ctx ended: the connection is still good
+		default:
+			m.conn.raw.Close()
+			m.end(nil)
+			return fmt.Errorf("destroy domain %s: no answer from libvirtd (%w); closed the connection, with which libvirtd destroys the domain", m.name, ctx.Err())
 		}
 	}
-	<-m.done
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return errors.Join(err, m.teardownErr)
+	if err != nil {
+		m.end(nil) // the connection closes in teardown, and libvirtd destroys it then
+		return fmt.Errorf("destroy domain %s: %w", m.name, err)
+	}
+	return nil
 }
 
 // Shutdown powers the guest off: the ACPI power button (virDomainShutdownFlags with

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/libvirt"
+	"github.com/ingot-build/ingot/internal/testguest"
 )
 
 // sshServer is an SSH server in the test process that does what OpenSSH's sshd does for a
@@ -160,7 +161,7 @@ func TestSSHTransportAndTunnel(t *testing.T) {
 	q := url.Values{"keyfile": {s.keyFile}, "known_hosts": {s.knownHosts}}
 	uri := fmt.Sprintf("qemu+ssh://tester@%s:%s/system?%s", host, port, q.Encode())
 	d := newDriver(t, libvirt.Options{URI: uri})
-	m := start(t, d, hypervisor.Spec{Name: "ssh", WorkDir: workDir(t), MemoryMiB: 64})
+	m := start(t, d, hypervisor.Spec{Name: "ssh", WorkDir: testguest.WorkDir(t), MemoryMiB: 64})
 
 	c, err := net.DialTimeout("tcp", m.SSHAddr(), 5*time.Second)
 	if err != nil {
@@ -183,7 +184,7 @@ func TestSSHTransportAndTunnel(t *testing.T) {
 	if libvirtChans < 3 || forwardChans != 1 {
 		t.Errorf("SSH channels %v: want libvirt connections (driver, machine, console) and one forward", s.channels())
 	}
-	if err := m.Kill(); err != nil {
+	if err := m.Kill(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 

@@ -83,10 +83,14 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (m *Machine, e
 	xmlPath := filepath.Join(spec.WorkDir, "domain.xml")
 	_ = os.WriteFile(xmlPath, []byte(m.xml), 0o600) // for a person to replay with virsh create
 
-	if m.console, err = newConsole(filepath.Join(spec.WorkDir, "console.log"), m.onConsolePanic); err != nil {
+	if m.console, err = hypervisor.NewConsoleLog(filepath.Join(spec.WorkDir, "console.log"), m.onConsolePanic); err != nil {
 		return nil, fmt.Errorf("%s: console log: %w", at, err)
 	}
-	undo = append(undo, m.console.close)
+	undo = append(undo, func() {
+		if err := m.console.Close(); err != nil {
+			m.log.Warn("the console log is incomplete", "path", m.console.Path(), "err", err)
+		}
+	})
 
 	// Paused, so that nothing the guest does (its first console bytes, an early power-off)
 	// happens before ingot listens.

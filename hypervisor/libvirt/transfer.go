@@ -13,6 +13,8 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"golang.org/x/sys/unix"
+
+	"github.com/ingot-build/ingot/internal/ctxio"
 )
 
 // Disk images travel through libvirt's storage volume streams (virStorageVolUpload/Download), the
@@ -106,7 +108,9 @@ func upload(ctx context.Context, c *conn, vol golibvirt.StorageVol, local string
 	}
 	var st transferStats
 	for _, e := range extents {
-		r := &ctxReader{ctx: ctx, r: io.NewSectionReader(f, e.off, e.len)}
+		// go-libvirt aborts the upload when its reader fails: ending the reader with ctx is the
+		// only way to stop it.
+		r := ctxio.Reader(ctx, io.NewSectionReader(f, e.off, e.len))
 		if err := c.StorageVolUpload(vol, r, uint64(e.off), uint64(e.len), 0); err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
@@ -173,19 +177,6 @@ func download(ctx context.Context, cn *connector, vol golibvirt.StorageVol, loca
 	}
 	done = true
 	return transferStats{bytes: w.off, elapsed: time.Since(started)}, nil
-}
-
-// ctxReader ends a stream when its context ends: go-libvirt then aborts the upload.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r *ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // sparseBlock is the granularity at which zeros become holes: the filesystem block size of

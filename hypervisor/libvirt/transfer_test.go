@@ -12,6 +12,8 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/ingot-build/ingot/internal/testguest"
 )
 
 // Volumes go up and come back byte-identical, many times over, on both daemons. This is the
@@ -20,23 +22,10 @@ import (
 // download in a hundred lose 256 KiB or deadlock the connection.
 func TestTransfersRoundTripRepeatedly(t *testing.T) {
 	t.Parallel()
-	for _, uri := range []string{DefaultURI, "qemu+tcp://127.0.0.1:" + remotePort() + "/system"} {
+	for _, uri := range []string{DefaultURI, testguest.RemoteLibvirtURI()} {
 		t.Run(uri, func(t *testing.T) {
-			tg, err := parseURI(uri)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cn := &connector{t: tg}
+			cn, c, p := poolConn(t, uri)
 			ctx := context.Background()
-			c, err := cn.connect(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.close()
-			p, err := ensurePool(c, DefaultPool, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
 			dir := t.TempDir()
 			src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 			var up, down transferStats
@@ -86,13 +75,6 @@ func TestTransfersRoundTripRepeatedly(t *testing.T) {
 	}
 }
 
-func remotePort() string {
-	if p := os.Getenv("INGOT_LIBVIRT_REMOTE_PORT"); p != "" {
-		return p
-	}
-	return "16599"
-}
-
 // writeSparse writes b to path, leaving 64 KiB runs of zeros as holes.
 func writeSparse(t *testing.T, path string, b []byte) {
 	t.Helper()
@@ -120,19 +102,7 @@ func writeSparse(t *testing.T, path string, b []byte) {
 // what to run to remove it, against the real daemon.
 func TestNameTakenSaysWhatToDo(t *testing.T) {
 	t.Parallel()
-	tg, err := parseURI(DefaultURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := (&connector{t: tg}).connect(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	p, err := ensurePool(c, DefaultPool, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cn, c, p := poolConn(t, DefaultURI)
 	name := domainName("taken")
 	vol, err := createVolume(c, p, name+"-d0.img", 1<<20)
 	if err != nil {
@@ -155,8 +125,29 @@ func TestNameTakenSaysWhatToDo(t *testing.T) {
 	if err == nil {
 		t.Fatal("a second domain of the same name was created")
 	}
-	err = explainCreate(err, name, tg)
+	err = explainCreate(err, name, cn.t)
 	if !strings.Contains(err.Error(), "a domain named "+name+" already exists") || !strings.Contains(err.Error(), "virsh -c qemu:///system destroy "+name) {
 		t.Errorf("explained: %v", err)
 	}
+}
+
+// poolConn connects to the daemon at uri (closed when the test ends) and makes sure ingot's pool
+// is there.
+func poolConn(t *testing.T, uri string) (*connector, *conn, pool) {
+	t.Helper()
+	tg, err := parseURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &connector{t: tg}
+	c, err := cn.connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.close() })
+	p, err := ensurePool(c, DefaultPool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cn, c, p
 }

@@ -10,20 +10,16 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-)
 
-// Accelerator choices a recipe or flag can ask for.
-const (
-	AccelAuto = "auto"
-	AccelKVM  = "kvm"
-	AccelTCG  = "tcg"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
 // Accel is the accelerator a machine runs with, and why it was chosen.
 type Accel struct {
-	Name   string // "kvm" or "tcg"
-	CPU    string // the -cpu model that goes with it: "host" under KVM, "max" under TCG
-	Reason string // one line a user can act on
+	Name   hypervisor.Accel // AccelKVM or AccelTCG, never AccelAuto
+	CPU    string           // the -cpu model that goes with it: "host" under KVM, "max" under TCG
+	Reason string           // one line a user can act on
 	// Fallback is set when KVM was wanted (auto) but is unusable, so the build runs under
 	// software emulation, ten or more times slower: worth a visible warning.
 	Fallback bool
@@ -40,21 +36,21 @@ const kvmProbeTimeout = 3 * time.Second
 // guest never executes. So auto asks QEMU itself: it starts the real binary with -accel kvm -cpu host
 // on a tiny machine and waits for SeaBIOS to report, on its debug port, that it is running on KVM.
 // That proves what a build needs (QEMU + KVM + this CPU model run guest code) in about 100 ms.
-func ChooseAccel(ctx context.Context, bin string, want string) Accel {
-	tcg := Accel{Name: AccelTCG, CPU: "max"}
+func ChooseAccel(ctx context.Context, bin string, want hypervisor.Accel) Accel {
+	tcg := Accel{Name: hypervisor.AccelTCG, CPU: "max"}
 	switch want {
-	case AccelTCG:
+	case hypervisor.AccelTCG:
 		tcg.Reason = "software emulation (TCG) was asked for"
 		return tcg
-	case AccelKVM:
-		return Accel{Name: AccelKVM, CPU: "host", Reason: "KVM was asked for (not probed)"}
+	case hypervisor.AccelKVM:
+		return Accel{Name: hypervisor.AccelKVM, CPU: "host", Reason: "KVM was asked for (not probed)"}
 	}
 	if err := probeKVM(ctx, bin); err != nil {
 		tcg.Reason = "KVM is not usable here, so guests run under software emulation (TCG), much slower: " + err.Error()
 		tcg.Fallback = true
 		return tcg
 	}
-	return Accel{Name: AccelKVM, CPU: "host", Reason: "KVM works here (probed: QEMU ran guest code with -accel kvm -cpu host)"}
+	return Accel{Name: hypervisor.AccelKVM, CPU: "host", Reason: "KVM works here (probed: QEMU ran guest code with -accel kvm -cpu host)"}
 }
 
 func probeKVM(ctx context.Context, bin string) error {
@@ -84,16 +80,15 @@ func probeKVM(ctx context.Context, bin string) error {
 		"-debugcon", "file:"+debug, "-global", "isa-debugcon.iobase=0x402")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	exited, err := startOwned(cmd)
+	wait, err := execx.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("probe KVM: start %s: %w", bin, err)
 	}
-	reaped := false
+	exited := make(chan error, 1)
+	go func() { exited <- wait() }()
 	defer func() {
-		if !reaped {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		_ = cmd.Process.Kill() // the probe has its answer; a no-op once QEMU has exited
+		_ = wait()
 	}()
 
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -101,7 +96,6 @@ func probeKVM(ctx context.Context, bin string) error {
 	for {
 		select {
 		case err := <-exited:
-			reaped = true
 			return fmt.Errorf("QEMU exited during the KVM probe (%v): %s", err, firstLine(stderr.String()))
 		case <-ctx.Done():
 			return fmt.Errorf("QEMU with -accel kvm ran no guest code within %s", kvmProbeTimeout)

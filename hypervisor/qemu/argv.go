@@ -39,7 +39,7 @@ func (l launch) argv() []string {
 		"-name", s.Name + ",process=ingot-" + s.Name,
 		"-nodefaults", "-no-user-config",
 		"-machine", machine,
-		"-accel", l.accel.Name,
+		"-accel", string(l.accel.Name),
 		"-cpu", l.accel.CPU,
 		"-smp", fmt.Sprint(s.CPUs),
 		"-m", fmt.Sprintf("%dM", s.MemoryMiB),

@@ -21,7 +21,7 @@ func TestArgv(t *testing.T) {
 		},
 		ExtraArgs: []string{"-device", "virtio-rng-pci"},
 	}.WithDefaults()
-	l := launch{spec: spec, accel: Accel{Name: "tcg", CPU: "max"}, firmware: []string{"-bios", "/fw/bios.bin"}, machineOpt: []string{"smm=on"}, qmpFD: 3}
+	l := launch{spec: spec, accel: Accel{Name: hypervisor.AccelTCG, CPU: "max"}, firmware: []string{"-bios", "/fw/bios.bin"}, machineOpt: []string{"smm=on"}, qmpFD: 3}
 	got := execx.Quote(l.argv())
 	want := strings.Join([]string{
 		"-name web,process=ingot-web -nodefaults -no-user-config -machine q35,smm=on -accel tcg -cpu max -smp 4 -m 4096M",
@@ -48,32 +48,6 @@ func TestUsernetForward(t *testing.T) {
 	m := usernetForward.FindAllStringSubmatch(out, -1)
 	if len(m) != 1 || m[0][1] != "45649" || m[0][2] != "22" {
 		t.Errorf("matches %q", m)
-	}
-}
-
-func TestConsoleTailAndPanic(t *testing.T) {
-	c := &console{}
-	if c.add("GRUB menu \x1b[7m*Install\x1b[m") {
-		t.Fatal("panic seen in a partial line")
-	}
-	if got := c.tail(5); got != "GRUB menu *Install" {
-		t.Errorf("partial tail = %q", got)
-	}
-	c.add(" done\r\n[ 1.0] ok\nprogress 10%\rprogress 100%\n")
-	if got := c.tail(2); got != "[ 1.0] ok\nprogress 100%" {
-		t.Errorf("tail = %q", got)
-	}
-	if !c.add("[ 9.1] Kernel panic - not syncing: sysrq triggered crash\n") {
-		t.Error("panic line not detected")
-	}
-	if got := c.panicMessage(); got != "Kernel panic - not syncing: sysrq triggered crash" {
-		t.Errorf("panic message = %q", got)
-	}
-	for i := range 500 {
-		c.add(strings.Repeat("x", i%7) + "\n")
-	}
-	if n := len(strings.Split(c.tail(1000), "\n")); n != tailLines {
-		t.Errorf("kept %d lines, want %d", n, tailLines)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/internal/testguest"
 )
 
 // The start and stop paths, ingot's driver against bare QEMU doing the same work in the same run:
@@ -26,12 +27,12 @@ import (
 func BenchmarkStartToQMPIngot(b *testing.B) {
 	d := qemu.New(qemu.WithShutdownTimeout(time.Nanosecond))
 	for b.Loop() {
-		m, err := d.Start(context.Background(), hypervisor.Spec{Name: "bench", WorkDir: workDir(b), MemoryMiB: 64, Accel: "tcg"})
+		m, err := d.Start(context.Background(), hypervisor.Spec{Name: "bench", WorkDir: testguest.WorkDir(b), MemoryMiB: 64, Accel: hypervisor.AccelTCG})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		_ = m.Kill()
+		_ = m.Kill(context.Background())
 		b.StartTimer()
 	}
 }
@@ -51,7 +52,7 @@ func BenchmarkStopIngot(b *testing.B) {
 	d := qemu.New(qemu.WithShutdownTimeout(time.Nanosecond))
 	for b.Loop() {
 		b.StopTimer()
-		m, err := d.Start(context.Background(), hypervisor.Spec{Name: "bench", WorkDir: workDir(b), MemoryMiB: 64, Accel: "tcg"})
+		m, err := d.Start(context.Background(), hypervisor.Spec{Name: "bench", WorkDir: testguest.WorkDir(b), MemoryMiB: 64, Accel: hypervisor.AccelTCG})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +74,7 @@ func BenchmarkStopBare(b *testing.B) {
 }
 
 func bareStart(b *testing.B) (*exec.Cmd, net.Conn) {
-	sock := filepath.Join(workDir(b), "q.sock")
+	sock := filepath.Join(testguest.WorkDir(b), "q.sock")
 	cmd := exec.Command("qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-accel", "tcg", "-m", "64M",
 		"-display", "none", "-vga", "std", "-qmp", "unix:"+sock+",server=on,wait=off")
 	if err := cmd.Start(); err != nil {

@@ -9,18 +9,19 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
 
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/internal/ctxio"
 	"github.com/ingot-build/ingot/internal/execx"
 )
 
-// consoleTailLines is how much of the console goes into an error.
-const consoleTailLines = 25
+// killTimeout bounds a kill the driver does of its own accord (a start that failed half-way, a
+// shutdown the guest ignored), where the caller's context may already have ended.
+const killTimeout = 10 * time.Second
 
 // Machine is a running QEMU process.
 type Machine struct {
@@ -30,14 +31,15 @@ type Machine struct {
 	accel    Accel
 	firmware firmware.Firmware
 	cmd      *exec.Cmd
+	wait     func() error // QEMU's exit (execx.Start); once procDone is closed it returns at once
 	qmp      *monitor
-	console  *console
-	stderr   *tailBuffer
+	console  *hypervisor.ConsoleLog
+	stderr   *execx.Tail
 	sshAddr  string
 	log      *slog.Logger
 
-	procDone chan struct{} // QEMU exited
-	procErr  error         // cmd.Wait's result, set before procDone closes
+	consoleDone chan struct{} // QEMU's stdout reached its end: the console log has every byte
+	procDone    chan struct{} // QEMU exited and its console is read to the end
 
 	done     chan struct{} // the guest stopped running
 	doneOnce sync.Once
@@ -54,8 +56,8 @@ var (
 )
 
 func (m *Machine) SSHAddr() string          { return m.sshAddr }
-func (m *Machine) ConsolePath() string      { return m.console.path }
-func (m *Machine) ConsoleTail(n int) string { return m.console.tail(n) }
+func (m *Machine) ConsolePath() string      { return m.console.Path() }
+func (m *Machine) ConsoleTail(n int) string { return m.console.Tail(n) }
 func (m *Machine) Done() <-chan struct{}    { return m.done }
 
 // PID is QEMU's process id.
@@ -92,13 +94,6 @@ func (m *Machine) finish(err error) {
 	})
 }
 
-func (m *Machine) guestError(reason string) *hypervisor.GuestError {
-	if p := m.console.panicMessage(); p != "" {
-		reason += ": " + p
-	}
-	return &hypervisor.GuestError{Reason: reason, ConsoleTail: m.console.tail(consoleTailLines)}
-}
-
 func (m *Machine) onEvent(e qmp.Event) {
 	ev := hypervisor.Event{
 		Name: e.Event,
@@ -118,7 +113,7 @@ func (m *Machine) onEvent(e qmp.Event) {
 			case <-time.After(300 * time.Millisecond):
 			case <-m.procDone:
 			}
-			m.finish(m.guestError(fmt.Sprintf("the guest panicked (%s)", ev)))
+			m.finish(m.console.GuestError(fmt.Sprintf("the guest panicked (%s)", ev)))
 		}()
 	}
 }
@@ -131,16 +126,18 @@ func (m *Machine) onConsolePanic() {
 			return
 		case <-time.After(2 * time.Second):
 		}
-		m.finish(m.guestError("the guest kernel panicked (seen on the serial console)"))
+		m.finish(m.console.GuestError("the guest kernel panicked (seen on the serial console)"))
 	}()
 }
 
 // reap waits for QEMU to exit and records why.
-func (m *Machine) reap(exited <-chan error, ln *net.UnixListener) {
-	err := <-exited
+func (m *Machine) reap(ln *net.UnixListener) {
+	err := m.wait()
 	ln.Close()
-	<-m.console.done // all output is in before anyone reads the tail
-	m.procErr = err
+	<-m.consoleDone // all output is in before anyone reads the tail
+	if cerr := m.console.Close(); cerr != nil {
+		m.log.Warn("the console log is incomplete", "path", m.console.Path(), "err", cerr)
+	}
 	close(m.procDone)
 	if m.qmp != nil {
 		m.qmp.close()
@@ -156,7 +153,7 @@ func (m *Machine) reap(exited <-chan error, ln *net.UnixListener) {
 		if msg != "" {
 			msg = ": " + msg
 		}
-		m.finish(m.guestError(fmt.Sprintf("QEMU exited unexpectedly (%v)%s", err, msg)))
+		m.finish(m.console.GuestError(fmt.Sprintf("QEMU exited unexpectedly (%v)%s", err, msg)))
 	}
 }
 
@@ -170,8 +167,9 @@ func (m *Machine) Wait(ctx context.Context) error {
 	}
 }
 
-// Kill stops QEMU at once: SIGKILL to its process group.
-func (m *Machine) Kill() error {
+// Kill stops QEMU at once: SIGKILL to its process group. It returns once QEMU has exited and
+// its console is read to the end, or when ctx ends.
+func (m *Machine) Kill(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()
@@ -180,14 +178,14 @@ func (m *Machine) Kill() error {
 		return nil
 	default:
 	}
-	if err := syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill QEMU (pid %d): %w", m.cmd.Process.Pid, err)
+	if err := execx.KillGroup(m.cmd); err != nil {
+		return fmt.Errorf("kill QEMU: %w", err)
 	}
 	select {
 	case <-m.procDone:
 		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("kill QEMU (pid %d): still running 10 s after SIGKILL", m.cmd.Process.Pid)
+	case <-ctx.Done():
+		return fmt.Errorf("kill QEMU (pid %d): still running after SIGKILL: %w", m.cmd.Process.Pid, ctx.Err())
 	}
 }
 
@@ -230,7 +228,9 @@ func (m *Machine) Shutdown(ctx context.Context) error {
 		case <-qctx.Done():
 		}
 	}
-	if err := m.Kill(); err != nil {
+	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer kcancel()
+	if err := m.Kill(kctx); err != nil {
 		return errors.Join(forced, err)
 	}
 	return fmt.Errorf("%w; QEMU was killed", forced)
@@ -251,6 +251,12 @@ func (m *Machine) SendKeys(ctx context.Context, sequence string) error {
 	if err != nil {
 		return err
 	}
+	// A wait between keys ends when the guest stops. (QMP commands keep ctx: ending one closes
+	// the monitor, which a guest paused by a panic still needs for an orderly quit.)
+	typing, stop := hypervisor.UntilStopped(ctx, m.done, func() error {
+		return fmt.Errorf("the guest stopped while keys were typed: %w", m.Err())
+	})
+	defer stop()
 	key := func(qcode string, down bool) map[string]any {
 		return map[string]any{"type": "key", "data": map[string]any{
 			"down": down, "key": map[string]any{"type": "qcode", "data": qcode}}}
@@ -258,23 +264,11 @@ func (m *Machine) SendKeys(ctx context.Context, sequence string) error {
 	send := func(events ...map[string]any) error {
 		return m.qmp.run(ctx, "input-send-event", map[string]any{"events": events}, nil)
 	}
-	pause := func(d time.Duration) error {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.done:
-			return fmt.Errorf("the guest stopped while keys were typed: %w", m.Err())
-		}
-	}
 	for i, a := range actions {
 		var err error
 		switch a.Kind {
 		case hypervisor.Wait:
-			err = pause(a.Wait)
+			err = ctxio.Sleep(typing, a.Wait)
 		case hypervisor.Down:
 			err = send(key(a.Key, true))
 		case hypervisor.Up:
@@ -288,10 +282,13 @@ func (m *Machine) SendKeys(ctx context.Context, sequence string) error {
 			}
 			err = m.qmp.run(ctx, "send-key", map[string]any{"keys": keys, "hold-time": 50}, nil)
 			if err == nil {
-				err = pause(m.driver.keyInterval)
+				err = ctxio.Sleep(typing, m.driver.keyInterval)
 			}
 		}
 		if err != nil {
+			if ctx.Err() == nil && typing.Err() != nil {
+				err = context.Cause(typing)
+			}
 			return fmt.Errorf("type boot command (key %d of %d): %w", i+1, len(actions), err)
 		}
 	}

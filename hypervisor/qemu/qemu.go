@@ -9,7 +9,9 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/internal/execx"
 )
 
 // Driver starts QEMU machines.
@@ -43,9 +46,6 @@ type Option func(*Driver)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(d *Driver) { d.logger = l } }
-
-// WithFirmwareFinder sets where firmware descriptors are looked up.
-func WithFirmwareFinder(f *firmware.Finder) Option { return func(d *Driver) { d.finder = f } }
 
 // WithShutdownTimeout bounds how long Shutdown waits for the guest to power off after the ACPI
 // power button before it quits QEMU (default 2 minutes; a context deadline also bounds it).
@@ -128,47 +128,69 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, err
 
 	cmd := exec.Command(bin.Path, argv...)
 	cmd.ExtraFiles = []*os.File{lnFile} // fd 3
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		ln.Close()
-		lnFile.Close()
-		return nil, fmt.Errorf("start machine: %w", err)
-	}
 	m := &Machine{
-		driver:   d,
-		spec:     spec,
-		argv:     append([]string{bin.Path}, argv...),
-		accel:    accel,
-		firmware: fw,
-		done:     make(chan struct{}),
-		procDone: make(chan struct{}),
-		stderr:   &tailBuffer{max: 8 << 10},
-		log:      d.logger.With("machine", spec.Name),
+		driver:      d,
+		spec:        spec,
+		argv:        append([]string{bin.Path}, argv...),
+		accel:       accel,
+		firmware:    fw,
+		done:        make(chan struct{}),
+		procDone:    make(chan struct{}),
+		consoleDone: make(chan struct{}),
+		stderr:      execx.NewTail(8 << 10),
+		log:         d.logger.With("machine", spec.Name),
 	}
 	cmd.Stderr = m.stderr
-	m.console, err = newConsole(filepath.Join(spec.WorkDir, "console.log"), stdout, m.onConsolePanic)
-	if err != nil {
-		ln.Close()
-		lnFile.Close()
-		return nil, fmt.Errorf("start machine: console log: %w", err)
-	}
 	started := time.Now()
-	exited, err := startOwned(cmd)
+	err = m.startProcess(cmd, filepath.Join(spec.WorkDir, "console.log"))
 	lnFile.Close() // QEMU has its copy
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start %s: %w", bin.Path, err)
 	}
-	m.cmd = cmd
 	m.log.Debug("qemu started", "pid", cmd.Process.Pid, "argv", m.CommandLine())
-	go m.reap(exited, ln)
+	go m.reap(ln)
 
 	if err := m.connect(ctx, qmpPath); err != nil {
-		_ = m.Kill()
-		return nil, err
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+		defer cancel()
+		return nil, errors.Join(err, m.Kill(kctx))
 	}
 	m.log.Debug("qmp ready", "after", time.Since(started))
 	return m, nil
+}
+
+// startProcess starts QEMU as an owned child (execx.Start) with its serial console (stdout) going
+// to the console log at path. Its stdout is a pipe of our own, not cmd.StdoutPipe: Wait closes
+// that one as soon as QEMU exits, which can cut off the last lines (a panic's); ours is read to
+// its end, when QEMU and everything it started are gone.
+func (m *Machine) startProcess(cmd *exec.Cmd, path string) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("console pipe: %w", err)
+	}
+	if m.console, err = hypervisor.NewConsoleLog(path, m.onConsolePanic); err != nil {
+		pr.Close()
+		pw.Close()
+		return fmt.Errorf("console log: %w", err)
+	}
+	cmd.Stdout = pw
+	m.wait, err = execx.Start(cmd)
+	pw.Close() // QEMU has its copy: the pipe ends when QEMU does
+	if err != nil {
+		pr.Close()
+		return errors.Join(err, m.console.Close())
+	}
+	m.cmd = cmd
+	go func() {
+		defer close(m.consoleDone)
+		defer pr.Close()
+		// ConsoleLog.Write never fails, so only reading can end the copy early.
+		if _, err := io.Copy(m.console, pr); err != nil {
+			m.log.Warn("reading the serial console failed; the console log ends early", "err", err)
+		}
+	}()
+	return nil
 }
 
 func (d *Driver) binary(ctx context.Context, arch string) (Binary, error) {
@@ -189,8 +211,8 @@ func (d *Driver) binary(ctx context.Context, arch string) (Binary, error) {
 }
 
 // accel resolves the accelerator, probing KVM once per driver and warning once on fallback.
-func (d *Driver) accel(ctx context.Context, bin, want string) Accel {
-	if want != AccelAuto {
+func (d *Driver) accel(ctx context.Context, bin string, want hypervisor.Accel) Accel {
+	if want != hypervisor.AccelAuto {
 		return ChooseAccel(ctx, bin, want)
 	}
 	d.accelOnce.Do(func() {
@@ -246,31 +268,8 @@ func (m *Machine) connect(ctx context.Context, path string) error {
 func (m *Machine) startError(err error) error {
 	select {
 	case <-m.procDone:
-		return fmt.Errorf("start machine: %w: QEMU exited (%v): %s\ncommand: %s", err, m.procErr, bytes.TrimSpace(m.stderr.Bytes()), m.CommandLine())
+		return fmt.Errorf("start machine: %w: QEMU exited (%v): %s\ncommand: %s", err, m.wait(), bytes.TrimSpace(m.stderr.Bytes()), m.CommandLine())
 	default:
 		return fmt.Errorf("start machine: %w\ncommand: %s", err, m.CommandLine())
 	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) Bytes() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return bytes.Clone(t.buf)
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -28,61 +27,10 @@ import (
 	"github.com/ingot-build/ingot/internal/testguest"
 )
 
-func workDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// start starts a machine and makes sure it is gone when the test ends; on failure the test log
-// gets the command line and the console tail.
+// start starts a machine for the rest of the test (testguest.Start).
 func start(t *testing.T, d *qemu.Driver, spec hypervisor.Spec) *qemu.Machine {
 	t.Helper()
-	m, err := d.Start(context.Background(), spec)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	qm := m.(*qemu.Machine)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("command: %s\nconsole tail:\n%s", qm.CommandLine(), qm.ConsoleTail(30))
-		}
-		if err := qm.Kill(); err != nil {
-			t.Errorf("kill: %v", err)
-		}
-	})
-	return qm
-}
-
-func cloudSpec(t *testing.T, fw firmware.Kind, name string) (hypervisor.Spec, testguest.Access) {
-	img := testguest.CloudImage(t)
-	dir := workDir(t)
-	disk := filepath.Join(dir, "disk.qcow2")
-	if err := execx.Run(context.Background(), "qemu-img", "create", "-q", "-f", "qcow2", "-b", img.Image, "-F", "qcow2", disk, "4G"); err != nil {
-		t.Fatal(err)
-	}
-	access := testguest.NewSeed(t, dir, name, nil)
-	return hypervisor.Spec{
-		Name: name, WorkDir: dir, Firmware: fw, MemoryMiB: 1024,
-		Disks: []hypervisor.Disk{
-			{Path: disk, Format: "qcow2", Discard: true, DetectZeroes: "unmap", BootIndex: 1},
-			{Path: access.Seed, Format: "raw", ReadOnly: true},
-		},
-	}, access
+	return testguest.Start(t, d, spec).(*qemu.Machine)
 }
 
 // A guest kernel panic ends the machine with an error carrying the panic line and the console
@@ -92,12 +40,12 @@ func cloudSpec(t *testing.T, fw firmware.Kind, name string) (hypervisor.Spec, te
 func TestPanicReportedWithConsoleTail(t *testing.T) {
 	t.Parallel()
 	iso := testguest.InstallerISO(t)
-	dir := workDir(t)
+	dir := testguest.WorkDir(t)
 	kernel := filepath.Join(dir, "vmlinuz")
 	if err := execx.Run(context.Background(), "xorriso", "-osirrox", "on", "-indev", iso.ISO, "-extract", "/casper/vmlinuz", kernel); err != nil {
 		t.Fatal(err)
 	}
-	d := qemu.New(qemu.WithLogger(testLogger(t)))
+	d := qemu.New(qemu.WithLogger(testguest.Logger(t)))
 	m := start(t, d, hypervisor.Spec{Name: "panic", WorkDir: dir, MemoryMiB: 256, Firmware: firmware.BIOS,
 		Kernel: kernel, Append: "console=ttyS0,115200n8 root=/dev/vda"})
 	select {
@@ -120,10 +68,10 @@ func TestPanicReportedWithConsoleTail(t *testing.T) {
 // UEFI guest: boots to SSH under OVMF with a qcow2 vars copy, then powers off cleanly through QMP.
 func TestUEFIBootToSSHAndCleanShutdown(t *testing.T) {
 	t.Parallel()
-	d := qemu.New(qemu.WithLogger(testLogger(t)))
-	spec, access := cloudSpec(t, firmware.UEFI, "uefi")
+	d := qemu.New(qemu.WithLogger(testguest.Logger(t)))
+	spec, access := testguest.CloudSpec(t, firmware.UEFI, "uefi")
 	m := start(t, d, spec)
-	if m.Firmware().Kind != firmware.UEFI || m.Accel().Name != qemu.AccelTCG {
+	if m.Firmware().Kind != firmware.UEFI || m.Accel().Name != hypervisor.AccelTCG {
 		t.Errorf("firmware %+v accel %+v", m.Firmware(), m.Accel())
 	}
 	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
@@ -159,7 +107,7 @@ func hasEvent(events []hypervisor.Event, name string) bool {
 func TestShutdownForcesAGuestThatIgnoresACPI(t *testing.T) {
 	t.Parallel()
 	d := qemu.New(qemu.WithShutdownTimeout(2 * time.Second))
-	m := start(t, d, hypervisor.Spec{Name: "deaf", WorkDir: workDir(t), MemoryMiB: 64})
+	m := start(t, d, hypervisor.Spec{Name: "deaf", WorkDir: testguest.WorkDir(t), MemoryMiB: 64})
 	began := time.Now()
 	err := m.Shutdown(context.Background())
 	if !errors.Is(err, hypervisor.ErrForced) {
@@ -188,12 +136,12 @@ func TestEightMachinesNeverShareAPort(t *testing.T) {
 	errs := make([]error, 8)
 	for i := range addrs {
 		wg.Go(func() {
-			m, err := d.Start(context.Background(), hypervisor.Spec{Name: fmt.Sprint("m", i), WorkDir: workDir(t), MemoryMiB: 64})
+			m, err := d.Start(context.Background(), hypervisor.Spec{Name: fmt.Sprint("m", i), WorkDir: testguest.WorkDir(t), MemoryMiB: 64})
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			t.Cleanup(func() { _ = m.Kill() })
+			t.Cleanup(func() { _ = m.Kill(context.Background()) })
 			addrs[i] = m.SSHAddr()
 		})
 	}
@@ -224,7 +172,7 @@ func TestEightMachinesNeverShareAPort(t *testing.T) {
 func TestNoOrphanWhenIngotIsKilled(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "INGOT_TEST_ORPHAN_CHILD="+workDir(t))
+	cmd.Env = append(os.Environ(), "INGOT_TEST_ORPHAN_CHILD="+testguest.WorkDir(t))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -293,31 +241,14 @@ func TestSendKeysReachesTheGuest(t *testing.T) {
 	t.Parallel()
 	iso := testguest.InstallerISO(t)
 	d := qemu.New(qemu.WithKeyInterval(50 * time.Millisecond))
-	m := start(t, d, hypervisor.Spec{Name: "keys", WorkDir: workDir(t), MemoryMiB: 256,
+	m := start(t, d, hypervisor.Spec{Name: "keys", WorkDir: testguest.WorkDir(t), MemoryMiB: 256,
 		Disks: []hypervisor.Disk{{Path: iso.ISO, CDROM: true, BootIndex: 1}}})
-	waitConsole(t, m, "Install Debian 12", 2*time.Minute)
+	testguest.WaitConsole(t, m, "Install Debian 12", 2*time.Minute)
 	// "c" opens GRUB's command line; what is typed there is echoed on the serial console.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := m.SendKeys(ctx, "c<wait>echo Typed-By_Ingot:42<enter>"); err != nil {
 		t.Fatal(err)
 	}
-	waitConsole(t, m, "Typed-By_Ingot:42", 30*time.Second)
-}
-
-func waitConsole(t *testing.T, m *qemu.Machine, want string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(m.ConsolePath()); strings.Contains(string(b), want) {
-			return
-		}
-		select {
-		case <-m.Done():
-			t.Fatalf("machine ended (%v) before the console showed %q", m.Err(), want)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	b, _ := os.ReadFile(m.ConsolePath())
-	t.Fatalf("console did not show %q within %s:\n%q", want, timeout, b[:min(len(b), 3000)])
+	testguest.WaitConsole(t, m, "Typed-By_Ingot:42", 30*time.Second)
 }

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Log reports progress as log lines, at most one per tracker every interval: a bar redrawn in a
-// file or a CI log is noise, but a build that goes quiet for ten minutes looks hung.
+// Log reports progress as log lines, at most one per operation every interval: a bar redrawn in a
+// file or a CI log is noise, but a build that goes quiet for ten minutes looks hung. With a JSON
+// log handler (--log-format json) each line is an event a CI system can read.
 type Log struct {
 	logger *slog.Logger
 	every  time.Duration
@@ -16,7 +17,8 @@ type Log struct {
 }
 
 // NewLog returns a Reporter that logs through logger at most once per operation every interval
-// (10s if interval ≤ 0), plus one line when each operation starts and one when it ends.
+// (10s if interval ≤ 0), plus one line when each operation starts and one when it ends. A tracker
+// logs when its count moves; a task, which has nothing to count, logs every interval.
 func NewLog(logger *slog.Logger, every time.Duration) *Log {
 	if every <= 0 {
 		every = 10 * time.Second
@@ -34,6 +36,51 @@ func (l *Log) Start(name string, total int64) Tracker {
 	}
 	l.logger.Info("started", attrs...)
 	return t
+}
+
+// Begin implements Tasks: a line when the task starts, one every interval while it runs saying how
+// long it has taken so far, and one when it ends.
+func (l *Log) Begin(name string) Task {
+	t := &logTask{l: l, name: name, start: l.now(), stop: make(chan struct{}), stopped: make(chan struct{})}
+	l.logger.Info("started", "name", name)
+	go t.tick()
+	return t
+}
+
+type logTask struct {
+	l       *Log
+	name    string
+	start   time.Time
+	once    sync.Once
+	stop    chan struct{} // closed by Done
+	stopped chan struct{} // closed by tick when it returns, so Done's line is the last
+}
+
+func (t *logTask) tick() {
+	defer close(t.stopped)
+	ticker := time.NewTicker(t.l.every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			t.l.logger.Info("progress", "name", t.name, "elapsed", t.l.now().Sub(t.start).Round(time.Second))
+		case <-t.stop:
+			return
+		}
+	}
+}
+
+func (t *logTask) Done(err error) {
+	t.once.Do(func() {
+		close(t.stop)
+		<-t.stopped
+		elapsed := t.l.now().Sub(t.start).Round(time.Millisecond)
+		if err != nil {
+			t.l.logger.Info("failed", "name", t.name, "elapsed", elapsed, "err", err)
+			return
+		}
+		t.l.logger.Info("finished", "name", t.name, "elapsed", elapsed)
+	})
 }
 
 type logTracker struct {

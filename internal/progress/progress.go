@@ -1,13 +1,16 @@
-// Package progress reports how far long operations (downloads, disk conversions) have got, without the
-// operation knowing where the report goes: bars on a terminal (Bars), periodic log lines when the output
-// is a file or a CI log (Log), or nothing (Nop).
+// Package progress reports how far long operations have got (downloads and disk conversions, which
+// count bytes; waits for a guest, which count time) without the operation knowing where the report
+// goes: bars on a terminal (Bars), periodic log lines when the output is a file or a CI log (Log), or
+// nothing (Nop).
 //
-// A typical main wires it like this, so that log lines and bars share stderr without tearing each
-// other apart:
+// Bars and log lines share the terminal through Bars: it is also the io.Writer the log handler
+// writes to, and prints each line above the bars, since anything else written to a terminal while
+// bars are redrawn in place tears them apart. cmd/ingot's newOutput makes that choice for `ingot
+// build`; in short:
 //
-//	var rep progress.Reporter
+//	var rep progress.Tasks
 //	logOut := io.Writer(os.Stderr)
-//	if progress.IsTerminal(os.Stderr) {
+//	if progress.IsTerminal(os.Stderr) && os.Getenv("CI") == "" && os.Getenv("TERM") != "dumb" {
 //		bars := progress.NewBars(os.Stderr)
 //		defer bars.Close()
 //		rep, logOut = bars, bars // log lines are printed above the bars
@@ -32,9 +35,35 @@ type Reporter interface {
 	Start(name string, total int64) Tracker
 }
 
-// Tracker follows one operation. Every Tracker must end with exactly one Done; calls after Done are
-// ignored.
+// Task follows an operation that has nothing to count, such as a wait for a guest's SSH server.
+// Reporters show how long it has taken so far: a boot under TCG takes minutes, and a screen that
+// does not move for minutes looks hung. Every Task must end with exactly one Done; calls after
+// Done are ignored.
+type Task interface {
+	// Done ends the operation; a nil err means it succeeded.
+	Done(err error)
+}
+
+// Tasks is a Reporter that also shows Tasks; Bars, Log and Nop are. It is a separate interface so
+// that a Reporter written for byte counts alone (a test's recorder) stays one.
+type Tasks interface {
+	Reporter
+	// Begin begins showing the task called name.
+	Begin(name string) Task
+}
+
+// Begin begins the task called name on r, if r shows tasks, and otherwise returns a Task that
+// shows nothing.
+func Begin(r Reporter, name string) Task {
+	if ts, ok := r.(Tasks); ok {
+		return ts.Begin(name)
+	}
+	return nop{}
+}
+
+// Tracker follows one operation that moves bytes.
 type Tracker interface {
+	Task
 	// Add records n more bytes done.
 	Add(n int64)
 	// SetCurrent records that current bytes are done, e.g. when a download resumes part-way or a
@@ -42,8 +71,6 @@ type Tracker interface {
 	SetCurrent(current int64)
 	// SetTotal records the size once it is known (≤ 0: unknown).
 	SetTotal(total int64)
-	// Done ends the operation; a nil err means it succeeded.
-	Done(err error)
 }
 
 // Writer returns an io.Writer that counts what is written to it into t, for io.MultiWriter or
@@ -58,11 +85,12 @@ func (w trackWriter) Write(p []byte) (int, error) {
 }
 
 // Nop returns a Reporter that reports nothing: for tests, and for callers that asked for quiet.
-func Nop() Reporter { return nop{} }
+func Nop() Tasks { return nop{} }
 
 type nop struct{}
 
 func (nop) Start(string, int64) Tracker { return nop{} }
+func (nop) Begin(string) Task           { return nop{} }
 func (nop) Add(int64)                   {}
 func (nop) SetCurrent(int64)            {}
 func (nop) SetTotal(int64)              {}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,6 +211,11 @@ func TestBars(t *testing.T) {
 	bad.Done(errors.New("boom"))
 
 	b.Start("unfinished.raw", 100).Add(5)
+	b.Start("refused.iso", 0).Done(errors.New("connection refused")) // failed before its first byte
+
+	b.Begin("boot: waiting for SSH").Done(nil)
+	b.Begin("install: waiting for power-off").Done(errors.New("timeout"))
+	b.Begin("unfinished wait")
 	if _, err := b.Write([]byte("a log line\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -227,10 +234,99 @@ func TestBars(t *testing.T) {
 		t.Fatal("Start after Close returned nil")
 	}
 
-	s := out.String()
-	for _, want := range []string{"good.qcow2", "done", "bad.iso", "failed", "unfinished.raw", "a log line", "after close", "4.0 KiB"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("output lacks %q:\n%s", want, s)
+	// A log line goes back to the first column, whatever the terminal echoed below the bars.
+	if !strings.Contains(out.String(), "\ra log line\n") {
+		t.Errorf("the log line does not start with a carriage return: %q", out.String())
+	}
+	// Each frame starts by moving up over the previous one and clearing it; without those
+	// escapes and carriage returns, every line drawn is a line of the output.
+	s := regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]|\r`).ReplaceAllString(out.String(), "")
+	// Finished bars are printed once above the live ones (mpb's pop-completed mode), each on a
+	// line of its own.
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^good\.qcow2 +100% .*4\.0 KiB / 4\.0 KiB`),
+		regexp.MustCompile(`(?m)^bad\.iso +failed `),
+		regexp.MustCompile(`(?m)^unfinished\.raw +failed `),
+		regexp.MustCompile(`(?m)^refused\.iso +failed `),
+		regexp.MustCompile(`(?m)^boot: waiting for SSH +done +00:00`),
+		regexp.MustCompile(`(?m)^install: waiting for power-off +failed +00:00`),
+		regexp.MustCompile(`(?m)^unfinished wait +failed +00:00`),
+		regexp.MustCompile(`(?m)^a log line$`),
+		regexp.MustCompile(`(?m)^after close$`),
+	} {
+		if !want.MatchString(s) {
+			t.Errorf("output lacks %s:\n%s", want, s)
 		}
 	}
 }
+
+// A task logs when it starts, every interval while it runs with the time so far, and when it ends;
+// nothing after Done.
+func TestLogTask(t *testing.T) {
+	for _, fail := range []error{nil, errors.New("guest powered off")} {
+		buf := &syncBuffer{}
+		l := NewLog(slog.New(slog.NewJSONHandler(buf, nil)), 20*time.Millisecond)
+		task := l.Begin("vm: waiting for SSH")
+		time.Sleep(70 * time.Millisecond)
+		task.Done(fail)
+		task.Done(errors.New("ignored: already done"))
+		time.Sleep(50 * time.Millisecond) // a tick that outlived Done would log now
+
+		var msgs []string
+		for line := range strings.Lines(buf.String()) {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if m["name"] != "vm: waiting for SSH" {
+				t.Errorf("line %v does not name the task", m)
+			}
+			if _, ok := m["elapsed"]; !ok && m["msg"] != "started" {
+				t.Errorf("line %v does not say how long the task has taken", m)
+			}
+			msgs = append(msgs, m["msg"].(string))
+		}
+		end := "finished"
+		if fail != nil {
+			end = "failed"
+		}
+		if len(msgs) < 3 || msgs[0] != "started" || msgs[1] != "progress" || msgs[len(msgs)-1] != end ||
+			slices.Contains(msgs[1:len(msgs)-1], end) || strings.Count(buf.String(), `"msg":"`+end+`"`) != 1 {
+			t.Errorf("task %v logged %v, want started, progress…, %s", fail, msgs, end)
+		}
+	}
+}
+
+// Begin shows tasks on the reporters that can, and on any other Reporter returns a Task that does
+// nothing rather than failing.
+func TestBegin(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Reporter
+		want bool
+	}{
+		{"log", NewLog(slog.New(slog.DiscardHandler), time.Hour), true},
+		{"bars", newBars(io.Discard), true},
+		{"nop", Nop(), true},
+		{"bytes only", onlyStart{}, false},
+	}
+	for _, tt := range tests {
+		_, shows := tt.r.(Tasks)
+		if shows != tt.want {
+			t.Errorf("%s: shows tasks = %v, want %v", tt.name, shows, tt.want)
+		}
+		task := Begin(tt.r, "wait")
+		if task == nil {
+			t.Fatalf("%s: Begin returned nil", tt.name)
+		}
+		task.Done(nil)
+		if b, ok := tt.r.(*Bars); ok {
+			b.Close()
+		}
+	}
+}
+
+// onlyStart is a Reporter that counts bytes and knows no tasks.
+type onlyStart struct{}
+
+func (onlyStart) Start(string, int64) Tracker { return Nop().Start("", 0) }
