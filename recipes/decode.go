@@ -271,6 +271,25 @@ func (d *decoder) viaVariable(path string, n ast.Node, want string) (s scalar, t
 	return s, s.text, true
 }
 
+// withUnit reads the text of what (a duration, a size) written as a string with a unit, e.g.
+// example. A bare number is refused with the hint noUnit, a format with the number as %[1]s.
+func (d *decoder) withUnit(path string, n ast.Node, what, example, noUnit string) (s scalar, text string, ok bool) {
+	s, text, ok = d.viaVariable(path, n, what)
+	if !ok {
+		return s, "", false
+	}
+	switch s.kind {
+	case "number":
+		d.errorf(d.at(s.node), path, fmt.Sprintf(noUnit, text), "%s has no unit", text)
+		return s, "", false
+	case "string":
+		return s, text, true
+	default:
+		d.errorf(d.at(s.node), path, "", "want %s such as %s, got %s", what, example, kindOf(s.node))
+		return s, "", false
+	}
+}
+
 // integer reads a whole number within [lo, hi].
 func (d *decoder) integer(path string, n ast.Node, lo, hi int64) (int64, bool) {
 	s, text, ok := d.viaVariable(path, n, "a whole number")
@@ -337,17 +356,8 @@ func (d *decoder) boolean(path string, n ast.Node) (bool, bool) {
 // duration reads a Go duration with a unit: 90s, 10m, 1h30m. Bare numbers are refused: 30 could
 // be seconds or minutes.
 func (d *decoder) duration(path string, n ast.Node) (time.Duration, bool) {
-	s, text, ok := d.viaVariable(path, n, "a duration")
+	s, text, ok := d.withUnit(path, n, "a duration", "10m", "add a unit: %[1]ss or %[1]sm")
 	if !ok {
-		return 0, false
-	}
-	switch s.kind {
-	case "number":
-		d.errorf(d.at(s.node), path, fmt.Sprintf("add a unit: %ss or %sm", text, text), "%s has no unit", text)
-		return 0, false
-	case "string":
-	default:
-		d.errorf(d.at(s.node), path, "", "want a duration such as 10m, got %s", kindOf(s.node))
 		return 0, false
 	}
 	v, err := time.ParseDuration(strings.TrimSpace(text))
@@ -362,19 +372,28 @@ func (d *decoder) duration(path string, n ast.Node) (time.Duration, bool) {
 	return v, true
 }
 
+// timeout reads the optional duration at key of f into *dst, which holds its default. Zero is
+// refused: a timeout of nothing is a slip, and leaving the key out gives without (the default,
+// or no timeout).
+func (d *decoder) timeout(f *fields, key, without string, dst *time.Duration) {
+	n, ok := f.get(key)
+	if !ok {
+		return
+	}
+	v, ok := d.duration(f.child(key), n)
+	switch {
+	case !ok:
+	case v == 0:
+		d.errorf(d.at(n), f.child(key), "leave it out for "+without, "is zero")
+	default:
+		*dst = v
+	}
+}
+
 // size reads a size in bytes within [lo, hi] and a multiple of align.
 func (d *decoder) size(path string, n ast.Node, lo, hi, align int64, example string) (int64, bool) {
-	s, text, ok := d.viaVariable(path, n, "a size")
+	s, text, ok := d.withUnit(path, n, "a size", example, "write %[1]sMiB or %[1]sGiB, say; a bare number is ambiguous")
 	if !ok {
-		return 0, false
-	}
-	switch s.kind {
-	case "number":
-		d.errorf(d.at(s.node), path, fmt.Sprintf("write %sMiB or %sGiB, say; a bare number is ambiguous", text, text), "%s has no unit", text)
-		return 0, false
-	case "string":
-	default:
-		d.errorf(d.at(s.node), path, "", "want a size such as %s, got %s", example, kindOf(s.node))
 		return 0, false
 	}
 	v, msg, hint := parseSize(text)

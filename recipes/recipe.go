@@ -1,6 +1,8 @@
 // Package recipes reads ingot's YAML recipes into typed, validated values: the schema, the
 // defaults, variables, the checks that can run before a byte is downloaded, and the built-in
-// catalogue. docs/recipes.md is the user's reference; this package is its single source of truth.
+// catalogue. docs/recipes.md is the user's reference; this package is its single source of truth,
+// but for the output formats and their options, which are internal/formats' table (disk makes
+// what it lists), and for which files outputs write, disk's naming (bake.Check refuses clashes).
 //
 // # Why decode from the AST
 //
@@ -234,18 +236,15 @@ func GeneralizeKeepable() []string {
 	return []string{"machine-id", "ssh-host-keys", "logs", "package-cache", "cloud-init", "shell-history", "build-user"}
 }
 
-// Output is one requested artifact. Options that do not apply to its format are empty.
+// Output is one requested artifact: a format and its options, as internal/formats lists them.
+// Options the format takes have their defaults; the others are empty.
 type Output struct {
-	// Format is qcow2, vmdk, vhdx, raw or ova.
-	Format string `yaml:"format"`
-	// Compress is none, zlib or zstd for qcow2; none, zstd or xz for raw.
-	Compress string `yaml:"compress"`
-	// Subformat is streamOptimized or monolithicSparse for vmdk.
+	Format    string `yaml:"format"`
+	Compress  string `yaml:"compress"`
 	Subformat string `yaml:"subformat"`
 	// Bmap writes a block map beside a raw output.
 	Bmap bool `yaml:"bmap"`
-	// Shrink is none or minimal for raw: minimal cuts the virtual disk to what the partitions
-	// need.
+	// Shrink minimal (raw) cuts the virtual disk to what the partitions need.
 	Shrink string `yaml:"shrink"`
 	Pos    Pos    `yaml:"-"`
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
+	"github.com/ingot-build/ingot/internal/formats"
 )
 
 // docs/recipe.schema.json is for editors (yaml-language-server). These tests keep it honest:
@@ -483,6 +484,54 @@ func mapsKeys(m map[string]any) func(func(string) bool) {
 		for k := range m {
 			if !yield(k) {
 				return
+			}
+		}
+	}
+}
+
+// The outputs a recipe may ask for are the formats table's, in the loader and in the schema
+// alike: each format with each option and value, taken or not, is accepted by both or refused by
+// both, and accepted exactly when the table lists it. The loader's defaults are the table's.
+func TestOutputsFollowFormats(t *testing.T) {
+	v := loadSchema(t)
+	var values []string // every value of every option, and one no option takes
+	for _, f := range formats.All() {
+		for _, o := range f.Options {
+			values = append(values, o.Values...)
+		}
+	}
+	values = append(slices.Compact(slices.Sorted(slices.Values(values))), "bogus")
+	base := "name: t\nsource: { disk: { url: https://example.org/t.qcow2, sha256: " + emptySHA256 + " } }\n"
+	check := func(yml string, want bool) *Recipe {
+		t.Helper()
+		schemaOK := len(v.validate(v.root, yamlDoc(t, []byte(yml)), "")) == 0
+		r, err := LoadBytes("r.yaml", []byte(yml), "", nil, nil)
+		if schemaOK != want || (err == nil) != want {
+			t.Errorf("schema accepts: %v, Load: %v; want accepted: %v\n%s", schemaOK, err, want, yml)
+		}
+		return r
+	}
+	for _, f := range append(formats.All(), formats.Format{Name: "qcow3"}) {
+		_, known := formats.Lookup(f.Name)
+		r := check(base+"outputs: [ { format: "+f.Name+" } ]\n", known)
+		if known {
+			for _, o := range f.Options {
+				if o.Values == nil {
+					continue
+				}
+				if got := r.Outputs[0].option(o.Key); got == nil || *got != o.Default() {
+					t.Errorf("%s: %s is not its default %q: %+v", f.Name, o.Key, o.Default(), r.Outputs[0])
+				}
+			}
+		}
+		for _, key := range []string{"compress", "subformat", "bmap", "shrink"} {
+			o, takes := f.Option(key)
+			if key == "bmap" {
+				check(fmt.Sprintf("%soutputs: [ { format: %s, bmap: true } ]\n", base, f.Name), takes)
+				continue
+			}
+			for _, val := range values {
+				check(fmt.Sprintf("%soutputs: [ { format: %s, %s: %s } ]\n", base, f.Name, key, val), takes && slices.Contains(o.Values, val))
 			}
 		}
 	}

@@ -41,28 +41,18 @@ func (d *decoder) variables(f *fields, vars map[string]string, env []string) {
 		return
 	}
 	fromEnv := envVars(env)
-	for _, mv := range m.Values {
-		name, keyNode, _, ok := d.key(path, mv)
-		if !ok {
-			continue
-		}
-		p := join(path, name)
-		d.positions[p] = d.at(keyNode)
-		if !varNameRE.MatchString(name) {
-			d.errorf(d.at(keyNode), p, "use letters, digits and _, not starting with a digit", "%q is not a valid variable name", name)
-			continue
-		}
+	d.names(path, m, "variable name", func(name, p string, keyNode, value ast.Node) {
 		v := &variable{}
 		if val, ok := vars[name]; ok {
 			v.value, v.set = val, true
 		} else if val, ok := fromEnv[name]; ok {
 			v.value, v.set = val, true
-		} else if def := d.resolve(p, mv.Value); def != nil {
+		} else if def := d.resolve(p, value); def != nil {
 			s, isScalar := d.scalarOf(p, def)
 			switch {
 			case !isScalar:
 				d.errorf(d.at(def), p, "a default is a string; give lists and mappings their own keys", "want a default value, got %s", kindOf(def))
-				continue
+				return
 			case s.kind != "null":
 				// Defaults are taken literally: a default cannot refer to other variables.
 				v.value, v.set = s.text, true
@@ -72,6 +62,24 @@ func (d *decoder) variables(f *fields, vars map[string]string, env []string) {
 			d.errorf(d.at(keyNode), p, fmt.Sprintf("pass --var %s=VALUE or set %s%s", name, EnvPrefix, name), "has no value")
 		}
 		d.vars[name] = v
+	})
+}
+
+// names calls fn for each key of m that is a name as variables and environment variables take
+// them (varNameRE), with its path, key and value; any other key is reported as not a valid what.
+func (d *decoder) names(path string, m *ast.MappingNode, what string, fn func(name, p string, keyNode, value ast.Node)) {
+	for _, mv := range m.Values {
+		name, keyNode, _, ok := d.key(path, mv)
+		if !ok {
+			continue
+		}
+		p := join(path, name)
+		d.positions[p] = d.at(keyNode)
+		if !varNameRE.MatchString(name) {
+			d.errorf(d.at(keyNode), p, "use letters, digits and _, not starting with a digit", "%q is not a valid %s", name, what)
+			continue
+		}
+		fn(name, p, keyNode, mv.Value)
 	}
 }
 

@@ -1,0 +1,73 @@
+package recipes
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Limits on machine sizes: beyond them a value is a typo, not a plan.
+const (
+	minMemory = 128 * MiB // no current distribution boots in less
+	maxMemory = TiB
+	minDisk   = GiB
+	maxDisk   = 64 * TiB // the largest VHDX; qcow2 allows more, but no output could hold it
+	maxCPUs   = 256
+)
+
+// machine reads machine:, the build machine, with its defaults; an ISO build gets a blank disk
+// of DefaultISODisk unless it names a size.
+func (d *decoder) machine(top *fields, src Source) Machine {
+	m := Machine{CPUs: DefaultCPUs, MemoryMiB: DefaultMemoryMiB, Firmware: DefaultFirmware, Accel: "auto", Driver: "qemu", Pos: top.at}
+	if f, ok := d.sub(top, "machine", yamlKeys[Machine]()); ok {
+		d.machineFields(f, &m)
+	}
+	if m.DiskBytes == 0 && src.ISO != nil {
+		m.DiskBytes = DefaultISODisk
+	}
+	return m
+}
+
+func (d *decoder) machineFields(f *fields, m *Machine) {
+	m.Pos = f.at
+	if n, ok := f.get("cpus"); ok {
+		if v, ok := d.integer(f.child("cpus"), n, 1, maxCPUs); ok {
+			m.CPUs = int(v)
+		}
+	}
+	if n, ok := f.get("memory"); ok {
+		if v, ok := d.size(f.child("memory"), n, minMemory, maxMemory, MiB, "2GiB"); ok {
+			m.MemoryMiB = int(v / MiB)
+		}
+	}
+	if n, ok := f.get("disk"); ok {
+		if v, ok := d.size(f.child("disk"), n, minDisk, maxDisk, MiB, "8GiB"); ok {
+			m.DiskBytes = v
+		}
+	}
+	if n, ok := f.get("firmware"); ok {
+		m.Firmware, _ = d.enum(f.child("firmware"), n, "bios", "uefi", "uefi-secure")
+	}
+	if n, ok := f.get("accel"); ok {
+		m.Accel, _ = d.enum(f.child("accel"), n, "auto", "kvm", "tcg")
+	}
+	if n, ok := f.get("driver"); ok {
+		m.Driver, _ = d.enum(f.child("driver"), n, "qemu", "libvirt")
+	}
+	if n, ok := f.get("qemu_args"); ok {
+		p := f.child("qemu_args")
+		items, _ := d.list(p, n)
+		for i, item := range items {
+			ip := fmt.Sprintf("%s[%d]", p, i)
+			args, ok := d.strings(ip, item)
+			switch {
+			case !ok:
+			case len(args) == 0:
+				d.errorf(d.at(item), ip, `give an option and its value, e.g. ["-device", "virtio-rng-pci"]`, "is empty")
+			case !strings.HasPrefix(args[0], "-"):
+				d.errorf(d.at(item), ip, `each element is an option with its values, e.g. ["-device", "virtio-rng-pci"]`, "%q is not an option (options start with -)", args[0])
+			default:
+				m.QemuArgs = append(m.QemuArgs, args)
+			}
+		}
+	}
+}
