@@ -1,10 +1,18 @@
 // Package bake is the pipeline: one recipe in, one verified set of artifacts out (shared/DESIGN.md,
 // "The job, as a pipeline").
 //
-// Each step runs in order and may register cleanups where it takes a resource (a work dir, a
-// running machine, a staging dir); cleanups run in reverse whatever happens (error, Ctrl-C,
-// SIGTERM), like Packer's multistep but with a context throughout and typed state instead of a
-// state bag. A cancelled build reports the step it was interrupted in.
+// A runner (run) takes the build through a list of units in order: the pipeline's stages (fetch,
+// prepare, install, boot, connect, inventory, generalize, shutdown, snapshot, convert, record),
+// and between connect and inventory one unit per step of the recipe's provision list, named
+// "provision[N] KIND" and placed in the recipe, so that each is timed, reported and failed on its
+// own. A unit may register cleanups where it takes a resource (a work dir, a running machine, a
+// staging dir); cleanups run in reverse whatever happens (error, Ctrl-C, SIGTERM), with a fresh
+// bounded context, like Packer's multistep but with a context throughout and typed state instead
+// of a state bag. A cancelled build reports the unit it was interrupted at.
+//
+// The pipeline reaches the hypervisor through hypervisor.Driver and the guest through the small
+// guestConn interface, so the runner, the cleanups and whole builds are unit-tested with fakes of
+// both; the end-to-end tests keep what only a real guest proves.
 package bake
 
 import (
@@ -20,6 +28,7 @@ import (
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -43,47 +52,38 @@ type Options struct {
 	// Progress shows conversions as they go (default: a log line every 10 s).
 	Progress progress.Reporter
 	// Accel overrides the recipe's machine.accel when set.
-	Accel string
+	Accel hypervisor.Accel
 	// Tool is recorded in the manifest.
-	Tool ToolInfo
-}
-
-// ToolInfo is what the manifest says about the tools that made an image.
-type ToolInfo struct {
-	IngotVersion string `json:"ingot_version"`
-	IngotCommit  string `json:"ingot_commit"`
-	// Driver is the hypervisor driver that ran the build machine: qemu or libvirt.
-	Driver      string `json:"driver,omitempty"`
-	QEMUVersion string `json:"qemu_version"`
-	QemuImgVer  string `json:"qemu_img_version"`
-	// Libvirt is the daemon a libvirt build ran on (its QEMU is QEMUVersion).
-	Libvirt *LibvirtInfo `json:"libvirt,omitempty"`
-}
-
-// LibvirtInfo names the libvirt daemon a build ran on.
-type LibvirtInfo struct {
-	URI     string `json:"uri"`
-	Host    string `json:"host"`
-	Version string `json:"version"`
-	Pool    string `json:"pool"`
+	Tool manifest.Tool
 }
 
 // Result is a finished build.
 type Result struct {
 	Dir      string // OutDir/NAME
-	Manifest *Manifest
+	Manifest *manifest.Manifest
 }
 
-// StepError is a failed build, with the step it failed in.
+// StepError is a failed build, with the unit it failed in.
 type StepError struct {
+	// Step names the unit: a pipeline stage ("connect") or a recipe step ("provision[1] shell").
 	Step string
-	Err  error
-	// Steps times the steps that ran, the failed one last, and Provisioners the recipe's
-	// provisioners that ran, for metrics: a failed build has no manifest.
-	Steps, Provisioners []StepTiming
+	// At is where a failed recipe step is written in the recipe (file:line:col); "" for a stage.
+	At  string
+	Err error
+	// Steps times the units that ran, the failed one last (a recipe step's with its At), for
+	// metrics: a failed build has no manifest.
+	Steps []manifest.StepTiming
 }
 
-func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
+// Error names a recipe step by its place first, as compilers do, so that editors can jump to it:
+// "web.yaml:31:5: provision[4] shell failed: …" (docs/recipes.md).
+func (e *StepError) Error() string {
+	if e.At != "" {
+		return fmt.Sprintf("%s: %s failed: %v", e.At, e.Step, e.Err)
+	}
+	return fmt.Sprintf("step %s: %v", e.Step, e.Err)
+}
+
 func (e *StepError) Unwrap() error { return e.Err }
 
 // Check reports, all at once, what in a loaded recipe this build cannot do, before anything is
@@ -91,8 +91,10 @@ func (e *StepError) Unwrap() error { return e.Err }
 // build in the first second.
 func Check(r *recipes.Recipe) error {
 	var errs []error
-	if d := r.Machine.Driver; d != "" && d != "qemu" && d != "libvirt" {
-		errs = append(errs, fmt.Errorf("%s: machine.driver %q: want qemu or libvirt", r.Machine.Pos, d))
+	if d := r.Machine.Driver; d != "" {
+		if _, err := hypervisor.ParseDriverName(d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: machine.driver %w", r.Machine.Pos, err))
+		}
 	}
 	if _, err := outputSpecs(r); err != nil {
 		errs = append(errs, err)
@@ -103,10 +105,45 @@ func Check(r *recipes.Recipe) error {
 	return errors.Join(errs...)
 }
 
-// step is one stage of the pipeline.
-type step struct {
-	name string
-	run  func(b *build, ctx context.Context) error
+// unit is one step of the runner: a stage of the pipeline, or one step of the recipe's provision
+// list. A recipe step's unit carries the step, which says where it is written in the recipe.
+type unit struct {
+	name   string // "connect", "provision[1] shell"
+	recipe *recipes.Step
+	run    func(context.Context) error
+}
+
+// at is where the unit's recipe step is written (file:line:col), or "" for a pipeline stage.
+func (u unit) at() string {
+	if u.recipe == nil {
+		return ""
+	}
+	return u.recipe.Pos.String()
+}
+
+// units lists the build's units in the order they run.
+func (b *build) units() []unit {
+	us := []unit{
+		{name: "fetch", run: b.fetch},
+		{name: "prepare", run: b.prepare},
+		{name: "install", run: b.install},
+		{name: "boot", run: b.boot},
+		{name: "connect", run: b.connect},
+	}
+	for i := range b.r.Provision {
+		s := &b.r.Provision[i]
+		name := provisionName(i, s)
+		us = append(us, unit{name: name, recipe: s,
+			run: b.onGuest(name, func(ctx context.Context) error { return b.provision(ctx, i, s) })})
+	}
+	return append(us,
+		unit{name: "inventory", run: b.onGuest("inventory", b.inventory)},
+		unit{name: "generalize", run: b.onGuest("generalize", b.generalize)},
+		unit{name: "shutdown", run: b.shutdown},
+		unit{name: "snapshot", run: b.snapshot},
+		unit{name: "convert", run: b.convert},
+		unit{name: "record", run: b.record},
+	)
 }
 
 // Build runs the pipeline for one recipe.
@@ -115,24 +152,15 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return b.bake(ctx)
+}
+
+// bake checks the recipe, runs the units, then the cleanups.
+func (b *build) bake(ctx context.Context) (*Result, error) {
 	if err := Check(b.r); err != nil {
 		return nil, &StepError{Step: "plan", Err: err}
 	}
-	steps := []step{
-		{"fetch", (*build).fetch},
-		{"prepare", (*build).prepare},
-		{"install", (*build).install},
-		{"boot", (*build).boot},
-		{"connect", (*build).connect},
-		{"provision", (*build).provision},
-		{"inventory", (*build).inventory},
-		{"generalize", (*build).generalize},
-		{"shutdown", (*build).shutdown},
-		{"snapshot", (*build).snapshot},
-		{"convert", (*build).convert},
-		{"record", (*build).record},
-	}
-	runErr := b.run(ctx, steps)
+	runErr := b.run(ctx, b.units())
 	cleanErr := b.cleanup()
 	if runErr != nil {
 		return nil, errors.Join(runErr, cleanErr)
@@ -143,34 +171,55 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return &Result{Dir: b.outDir, Manifest: b.manifest}, nil
 }
 
-func (b *build) run(ctx context.Context, steps []step) error {
-	for _, s := range steps {
+// run runs units in order, timing each, and stops at the first that fails, or before the next
+// one once ctx has ended. Either way the build is marked failed, for the cleanups.
+func (b *build) run(ctx context.Context, units []unit) error {
+	for _, u := range units {
+		log := b.log.With("step", u.name)
+		if at := u.at(); at != "" {
+			log = log.With("at", at)
+		}
 		if err := ctx.Err(); err != nil {
-			return &StepError{Step: s.name, Err: fmt.Errorf("interrupted: %w", err)}
+			b.failed = true
+			log.Error("build interrupted before the step started")
+			return &StepError{Step: u.name, At: u.at(), Err: fmt.Errorf("interrupted: %w", err), Steps: b.timings}
 		}
 		started := time.Now()
-		b.log.Info("step start", "step", s.name)
-		err := s.run(b, ctx)
+		log.Info("step start")
+		err := u.run(ctx)
 		took := time.Since(started)
-		b.timings = append(b.timings, StepTiming{Step: s.name, Seconds: took.Seconds(), Waiting: b.waits.within(started, started.Add(took)).Seconds()})
+		t := manifest.StepTiming{Step: u.name, At: u.at(), Seconds: took.Seconds(), Waiting: b.waits.within(started, started.Add(took)).Seconds()}
+		b.timings = append(b.timings, t)
+		if u.recipe != nil {
+			b.provTimings = append(b.provTimings, t)
+		}
 		if err != nil {
 			b.failed = true
 			if ctx.Err() != nil {
-				b.log.Error("build interrupted", "step", s.name, "after", took.Round(time.Millisecond))
-				return &StepError{Step: s.name, Err: fmt.Errorf("interrupted: %w", errors.Join(ctx.Err(), err)), Steps: b.timings, Provisioners: b.provTimings}
+				log.Error("build interrupted", "after", took.Round(time.Millisecond))
+				err = fmt.Errorf("interrupted: %w", errors.Join(ctx.Err(), err))
+			} else {
+				log.Error("step failed", "after", took.Round(time.Millisecond), "err", err)
 			}
-			b.log.Error("step failed", "step", s.name, "after", took.Round(time.Millisecond), "err", err)
-			return &StepError{Step: s.name, Err: err, Steps: b.timings, Provisioners: b.provTimings}
+			return &StepError{Step: u.name, At: u.at(), Err: err, Steps: b.timings}
 		}
-		b.log.Info("step done", "step", s.name, "duration", took.Round(time.Millisecond))
+		log.Info("step done", "duration", took.Round(time.Millisecond))
 	}
 	return nil
 }
 
+// cleanupTimeout bounds a build's cleanups unless build.cleanupWithin says otherwise.
+const cleanupTimeout = 2 * time.Minute
+
 // cleanup runs the registered cleanups in reverse, with a fresh bounded context: the build's may
-// be cancelled already, and a cleanup must still stop the machine and remove the work dir.
+// be cancelled already, and a cleanup must still stop the machine and remove the work dir, but
+// not wait forever on a hypervisor that does not answer.
 func (b *build) cleanup() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	within := b.cleanupWithin
+	if within == 0 {
+		within = cleanupTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	var errs []error
 	for i := len(b.cleanups) - 1; i >= 0; i-- {

@@ -5,7 +5,6 @@ package bake_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,12 +21,13 @@ import (
 	"time"
 
 	"github.com/ingot-build/ingot/bake"
-	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
 	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/execx"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 	"github.com/ingot-build/ingot/internal/testguest"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -158,9 +158,8 @@ outputs:
 	if err != nil || string(b) != "answer = 42\nseeded\n" {
 		t.Errorf("downloaded report = %q, %v", b, err)
 	}
-	var m bake.Manifest
-	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
-	if err != nil || json.Unmarshal(data, &m) != nil {
+	m, err := manifest.Read(filepath.Join(out, "manifest.json"))
+	if err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
 	var files []string
@@ -172,9 +171,12 @@ outputs:
 	if !slices.Equal(files, wantFiles) || len(m.Packages) < 100 || len(m.Steps) < 8 {
 		t.Errorf("manifest: outputs %v (want %v), %d packages, steps %+v", files, wantFiles, len(m.Packages), m.Steps)
 	}
-	// Each provisioner is timed on its own, with its place in the recipe (issue 19.9).
+	// Each provisioner is timed on its own, with its place in the recipe (issue 19.9): a unit of
+	// its own between connect and inventory, listed in steps and again in provisioners.
 	if len(m.Provisioners) != 9 || m.Provisioners[8].Step != "provision[8] file" || !strings.HasPrefix(m.Provisioners[8].At, filepath.Join(dir, "recipe.yaml")+":") {
 		t.Errorf("manifest provisioners = %+v, want 9 with their recipe positions", m.Provisioners)
+	} else if len(m.Steps) != 20 || !slices.Equal(m.Steps[5:14], m.Provisioners) || m.Steps[14].Step != "inventory" {
+		t.Errorf("manifest steps = %+v, want the 9 provisioners between connect and inventory", m.Steps)
 	}
 	// The download step's file is listed with its hash, and SHA256SUMS (checked below) covers it.
 	if len(m.Downloads) != 1 || m.Downloads[0].File != "report.txt" || m.Downloads[0].Size != int64(len("answer = 42\nseeded\n")) {
@@ -221,7 +223,7 @@ outputs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m2.Kill()
+	defer m2.Kill(context.Background())
 	c := access.Dial(t, m2.SSHAddr(), m2.Done(), 5*time.Minute)
 	// The uploaded tree (issue 19): directories stay enterable, everything is root's, and an
 	// ordinary user reads it; what the build user owned was given to root by generalize; and the
@@ -246,7 +248,7 @@ outputs:
 	if strings.Contains(got, "ingot\n") && !strings.Contains(got, "'ingot': no such user") {
 		t.Errorf("the build user is still in the image: %q", got)
 	}
-	m2.Kill()
+	m2.Kill(context.Background())
 
 	// The build was kept in the image store; a second recipe starts from it through a qcow2
 	// backing file, and is kept as a layer on it.
@@ -328,7 +330,7 @@ outputs: [ { format: qcow2 } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	allocated, err := disk.Allocated(context.Background(), childChain[0].Path)
+	allocated, err := qemuimg.Allocated(context.Background(), childChain[0].Path, "qcow2")
 	if err != nil {
 		t.Fatal(err)
 	}

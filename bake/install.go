@@ -13,6 +13,7 @@ import (
 	"github.com/kdomanski/iso9660"
 
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/internal/ctxio"
 )
 
 // install drives an installer ISO unattended (ISO sources only): either its kernel and initrd,
@@ -35,13 +36,13 @@ func (b *build) install(ctx context.Context) error {
 	// both firmwares boot from virtio-scsi CD-ROMs.
 	cd := hypervisor.Disk{Path: b.iso, Format: "raw", CDROM: true, Interface: "scsi"}
 	if iso.Kernel != "" {
-		k, err := extractFromISO(b.iso, iso.Kernel, filepath.Join(b.workDir, "install-kernel"))
+		k, err := extractFromISO(ctx, b.iso, iso.Kernel, filepath.Join(b.workDir, "install-kernel"))
 		if err != nil {
 			return err
 		}
 		spec.Kernel = k
 		if iso.Initrd != "" {
-			if spec.Initrd, err = extractFromISO(b.iso, iso.Initrd, filepath.Join(b.workDir, "install-initrd")); err != nil {
+			if spec.Initrd, err = extractFromISO(ctx, b.iso, iso.Initrd, filepath.Join(b.workDir, "install-initrd")); err != nil {
 				return err
 			}
 		}
@@ -57,13 +58,13 @@ func (b *build) install(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.onCleanup("stop the installer machine", func(context.Context) error { return m.Kill() })
+	b.onCleanup("stop the installer machine", func(ctx context.Context) error { return m.Kill(ctx) })
 	if len(iso.BootKeys) > 0 {
 		ks, ok := m.(hypervisor.KeySender)
 		if !ok {
 			return fmt.Errorf("%s: source.iso.boot_keys: %w", iso.Pos, hypervisor.ErrNotSupported)
 		}
-		if err := sleepCtx(ctx, iso.BootWait); err != nil {
+		if err := ctxio.Sleep(ctx, iso.BootWait); err != nil {
 			return err
 		}
 		for i, keys := range iso.BootKeys {
@@ -77,7 +78,7 @@ func (b *build) install(ctx context.Context) error {
 		timeout = time.Hour
 	}
 	b.log.Info("waiting for the installer to finish", "timeout", timeout, "console", m.ConsolePath())
-	err = b.waits.track(func() error {
+	err = b.waitShown("waiting for the installer to finish", func() error {
 		select {
 		case <-m.Done():
 			return nil
@@ -97,20 +98,10 @@ func (b *build) install(ctx context.Context) error {
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // extractFromISO copies one file out of an ISO9660 image. Names are matched case-insensitively
 // and without ";1" versions: plain ISO9660 names are upper-case, Rock Ridge and Joliet ones not.
-func extractFromISO(isoPath, name, dst string) (string, error) {
+// The copy (an installer's initrd can be hundreds of MiB) stops when ctx ends.
+func extractFromISO(ctx context.Context, isoPath, name, dst string) (string, error) {
 	f, err := os.Open(isoPath)
 	if err != nil {
 		return "", err
@@ -148,7 +139,7 @@ func extractFromISO(isoPath, name, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := io.Copy(out, cur.Reader()); err != nil {
+	if _, err := io.Copy(out, ctxio.Reader(ctx, cur.Reader())); err != nil {
 		out.Close()
 		return "", fmt.Errorf("extract %s from the ISO: %w", name, err)
 	}

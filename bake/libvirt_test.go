@@ -23,6 +23,7 @@ import (
 	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/execx"
 	"github.com/ingot-build/ingot/internal/testguest"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -59,7 +60,7 @@ func TestDemoRecipeThroughRemoteLibvirt(t *testing.T) {
 		s.logs = &syncBuffer{}
 		log := slog.New(slog.NewTextHandler(io.MultiWriter(tWriter{t}, s.logs), nil)).With("driver", s.name)
 		var driver hypervisor.Driver
-		tool := bake.ToolInfo{IngotVersion: "test", Driver: s.name}
+		tool := manifest.Tool{IngotVersion: "test", Driver: s.name}
 		switch s.name {
 		case "qemu":
 			driver = qemu.New(qemu.WithLogger(log))
@@ -71,7 +72,7 @@ func TestDemoRecipeThroughRemoteLibvirt(t *testing.T) {
 			t.Cleanup(func() { d.Close() })
 			driver = d
 			info := d.Info()
-			tool.Libvirt = &bake.LibvirtInfo{URI: info.URI, Host: info.Hostname, Version: info.LibvirtVersion, Pool: info.Pool}
+			tool.Libvirt = &manifest.Libvirt{URI: info.URI, Host: info.Hostname, Version: info.LibvirtVersion, Pool: info.Pool}
 		}
 		fetcher, err := source.New(filepath.Join(s.dir, "cache"), source.WithLogger(log))
 		if err != nil {
@@ -150,7 +151,7 @@ func TestDemoRecipeThroughRemoteLibvirt(t *testing.T) {
 	t.Logf("libvirt build steps: %s", data)
 }
 
-func outputFormats(m *bake.Manifest) []string {
+func outputFormats(m *manifest.Manifest) []string {
 	var s []string
 	for _, o := range m.Outputs {
 		s = append(s, o.File+" "+o.Format)

@@ -12,31 +12,19 @@ import (
 	"time"
 
 	"github.com/ingot-build/ingot/communicator"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 )
 
-// provision runs the recipe's steps in order; a failing step stops the build, naming its recipe
-// line and exit status.
-func (b *build) provision(ctx context.Context) error {
-	for i, s := range b.r.Provision {
-		name := fmt.Sprintf("provision[%d] %s", i, s.Kind)
-		log := b.log.With("step", name)
-		started := time.Now()
-		log.Info("provisioner start", "at", s.Pos.String())
-		err := b.provisionStep(ctx, i, s)
-		took := time.Since(started)
-		b.provTimings = append(b.provTimings, StepTiming{Step: name, At: s.Pos.String(), Seconds: took.Seconds(),
-			Waiting: b.waits.within(started, started.Add(took)).Seconds()})
-		if err != nil {
-			return fmt.Errorf("%s: %s failed: %w", s.Pos, name, err)
-		}
-		log.Info("provisioner done", "duration", took.Round(time.Millisecond))
-	}
-	return nil
+// provisionName names the runner unit of step i of the recipe's provision list, and the log
+// lines of its output: "provision[1] shell".
+func provisionName(i int, s *recipes.Step) string {
+	return fmt.Sprintf("provision[%d] %s", i, s.Kind)
 }
 
-func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error {
-	prefix := fmt.Sprintf("provision[%d]", i)
+// provision runs step i of the recipe's provision list: one unit of the runner, which names it
+// and its place in the recipe when it fails. A failing command fails it with its exit status.
+func (b *build) provision(ctx context.Context, i int, s *recipes.Step) error {
 	switch s.Kind {
 	case "shell":
 		sh := s.Shell
@@ -49,12 +37,12 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 		if sh.Script != "" {
 			// Upload the script and run it: its own shebang decides the interpreter.
 			remote := fmt.Sprintf("/tmp/ingot-%s-%d-%s", b.id, i, filepath.Base(sh.Script))
-			if err := b.waits.track(func() error { return b.client.Upload(ctx, sh.Script, remote, communicator.UploadOptions{Mode: 0o755}) }); err != nil {
+			if err := b.waits.track(func() error { return b.guest.Upload(ctx, sh.Script, remote, communicator.UploadOptions{Mode: 0o755}) }); err != nil {
 				return fmt.Errorf("upload script %s: %w", sh.Script, err)
 			}
 			command = communicator.ShellQuote(remote) + "; rc=$?; rm -f " + communicator.ShellQuote(remote) + "; exit $rc"
 		}
-		return b.runStreaming(ctx, prefix, communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo}, false)
+		return b.runStreaming(ctx, provisionName(i, s), communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo}, false)
 	case "file":
 		f := s.File
 		if f.Direction == "download" {
@@ -67,13 +55,13 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
 			}
-			return b.waits.track(func() error { return b.client.Download(ctx, f.Src, dst) })
+			return b.waits.track(func() error { return b.guest.Download(ctx, f.Src, dst) })
 		}
 		opt, err := uploadOptions(f)
 		if err != nil {
 			return err
 		}
-		return b.waits.track(func() error { return b.client.Upload(ctx, f.Src, f.Dst, opt) })
+		return b.waits.track(func() error { return b.guest.Upload(ctx, f.Src, f.Dst, opt) })
 	case "reboot":
 		timeout := s.Reboot.Timeout
 		if timeout == 0 {
@@ -81,7 +69,7 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if err := b.waits.track(func() error { return b.client.Reboot(rctx, "") }); err != nil {
+		if err := b.waits.track(func() error { return b.guest.Reboot(rctx, "") }); err != nil {
 			return b.withConsole(err)
 		}
 		return nil
@@ -92,12 +80,12 @@ func (b *build) provisionStep(ctx context.Context, i int, s recipes.Step) error 
 	}
 }
 
-// runStreaming runs a command with its output streamed to the log line by line, prefixed.
+// runStreaming runs a command with its output streamed to the log line by line, under step.
 // With ownScript, the command is ingot's own (generalize), which marks what an operator should
 // see with a "warning: " line: such lines are logged at warning level. A recipe's output is
 // logged as it comes, whatever it says.
-func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicator.Cmd, ownScript bool) error {
-	log := b.log.With("step", prefix)
+func (b *build) runStreaming(ctx context.Context, step string, cmd communicator.Cmd, ownScript bool) error {
+	log := b.log.With("step", step)
 	level := func(line string) slog.Level {
 		if ownScript && strings.HasPrefix(line, "warning: ") {
 			return slog.LevelWarn
@@ -107,7 +95,7 @@ func (b *build) runStreaming(ctx context.Context, prefix string, cmd communicato
 	stdout := communicator.LineWriter(func(line string) { log.Log(ctx, level(line), line, "stream", "stdout") })
 	stderr := communicator.LineWriter(func(line string) { log.Log(ctx, level(line), line, "stream", "stderr") })
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err := b.waits.track(func() error { return b.client.Run(ctx, cmd) })
+	err := b.waits.track(func() error { return b.guest.Run(ctx, cmd) })
 	stdout.Close()
 	stderr.Close()
 	return err
@@ -152,17 +140,11 @@ func parseMode(s string) (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
-// Package is one installed package in the image.
-type Package struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
 // inventory records the guest's packages for the manifest, before generalize removes anything.
 func (b *build) inventory(ctx context.Context) error {
 	var out []byte
 	err := b.waits.track(func() (err error) {
-		out, err = b.client.Output(ctx, communicator.Cmd{Command: `if command -v dpkg-query >/dev/null; then dpkg-query -W -f '${Package}\t${Version}\n'; elif command -v rpm >/dev/null; then rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n'; fi`})
+		out, err = b.guest.Output(ctx, communicator.Cmd{Command: `if command -v dpkg-query >/dev/null; then dpkg-query -W -f '${Package}\t${Version}\n'; elif command -v rpm >/dev/null; then rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n'; fi`})
 		return err
 	})
 	if err != nil {
@@ -170,7 +152,7 @@ func (b *build) inventory(ctx context.Context) error {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if name, version, ok := strings.Cut(line, "\t"); ok {
-			b.packages = append(b.packages, Package{Name: name, Version: version})
+			b.packages = append(b.packages, manifest.Package{Name: name, Version: version})
 		}
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,68 +14,17 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/internal/digest"
-	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 )
 
-// OutputFile is one published artifact.
-type OutputFile struct {
-	File   string `json:"file"`
-	Format string `json:"format"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-}
-
-// StepTiming is how long a step took: a pipeline step, or one provisioner of the recipe.
-type StepTiming struct {
-	Step string `json:"step"`
-	// At is where a provisioner is written in the recipe (file:line:col).
-	At      string  `json:"at,omitempty"`
-	Seconds float64 `json:"seconds"`
-	// Waiting is the part of Seconds spent waiting on the guest or on qemu-img; the rest is
-	// ingot's own work.
-	Waiting float64 `json:"waiting_seconds"`
-}
-
-// Manifest is manifest.json, written beside the outputs: what went in, what came out, and how.
-type Manifest struct {
-	Name     string    `json:"name"`
-	BuildID  string    `json:"build_id"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	Recipe   struct {
-		File   string `json:"file"`
-		SHA256 string `json:"sha256,omitempty"`
-	} `json:"recipe"`
-	Inputs   []ManifestInput `json:"inputs"`
-	Tool     ToolInfo        `json:"tool"`
-	Firmware string          `json:"firmware"`
-	Steps    []StepTiming    `json:"steps"`
-	// Provisioners times each recipe step of the provision stage, in order.
-	Provisioners []StepTiming `json:"provisioners"`
-	Outputs      []OutputFile `json:"outputs"`
-	// Downloads are the files that download steps published beside the outputs (format
-	// "download"), each file of a downloaded tree on its own; SHA256SUMS covers them too.
-	Downloads []OutputFile `json:"downloads,omitempty"`
-	Packages  []Package    `json:"packages"`
-	// Image is where the built disk was kept in the image store.
-	Image *ManifestImage `json:"image,omitempty"`
-}
-
-// ManifestInput is a pinned input.
-type ManifestInput struct {
-	Kind   string `json:"kind"`
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
-}
-
-// outputSpecs turns a recipe's outputs into what disk.Produce makes, refusing what it cannot make
-// and outputs that clash (disk.Clashes: the same file twice, or a bmap bmaptool would pair with
-// another image), each error at the position of the later output of the pair.
+// outputSpecs turns a recipe's outputs into what disk.ProduceAll makes, refusing, each at its
+// place in the recipe: what disk cannot make (OutputSpec.Validate), outputs that clash
+// (disk.Clashes: the same file twice, or a bmap bmaptool would pair with another image; at the
+// later output of the pair), and download destinations that would land on a file of the output
+// dir (checkDownloads). Check runs it while planning; convert uses the specs.
 func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 	fw := "bios"
 	if strings.HasPrefix(r.Machine.Firmware, "uefi") {
@@ -102,15 +50,69 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 		errs = append(errs, fmt.Errorf("%s: outputs[%d] and the output at %s (outputs[%d]): %w",
 			r.Outputs[second].Pos, second, r.Outputs[first].Pos, first, c))
 	}
+	errs = append(errs, checkDownloads(r, specs, at)...)
 	return specs, errors.Join(errs...)
+}
+
+// checkDownloads refuses the relative download destinations (published in the output dir) that
+// would land on another file there: manifest.json, SHA256SUMS, a file of an output (every name
+// OutputSpec.Files gives, NAME.raw.bmap and NAME-minimal.raw as well as NAME.FORMAT), the output
+// dir itself, or another download (the same path, or one inside the other). Otherwise publishing
+// would replace a file the manifest has already hashed, or fail half-way. at maps each spec to
+// its index in r.Outputs.
+func checkDownloads(r *recipes.Recipe, specs []disk.OutputSpec, at []int) []error {
+	taken := map[string]string{"manifest.json": "the build's manifest", "SHA256SUMS": "the build's checksum list"}
+	for j, s := range specs {
+		for _, f := range s.Files() {
+			taken[f] = fmt.Sprintf("a file of outputs[%d] (%s)", at[j], r.Outputs[at[j]].Pos)
+		}
+	}
+	type download struct {
+		step int
+		dst  string // cleaned, slash-separated
+		pos  recipes.Pos
+	}
+	var seen []download
+	var errs []error
+	for i, s := range r.Provision {
+		if s.File == nil || s.File.Direction != "download" || filepath.IsAbs(s.File.Dst) {
+			continue
+		}
+		field := fmt.Sprintf("provision[%d].file.dst", i)
+		pos, ok := r.PosOf(field)
+		if !ok {
+			pos = s.Pos
+		}
+		d := download{step: i, dst: filepath.ToSlash(filepath.Clean(s.File.Dst)), pos: pos}
+		top, _, _ := strings.Cut(d.dst, "/")
+		switch {
+		case d.dst == ".":
+			errs = append(errs, fmt.Errorf("%s: %s: %q is the output directory itself; name a path inside it, e.g. downloads/", pos, field, s.File.Dst))
+			continue
+		case taken[top] != "" && top == d.dst:
+			errs = append(errs, fmt.Errorf("%s: %s: %q would overwrite %s, %s; choose another name, e.g. downloads/%s", pos, field, s.File.Dst, top, taken[top], d.dst))
+		case taken[top] != "":
+			errs = append(errs, fmt.Errorf("%s: %s: %q would need %s to be a directory, but it is %s; choose another path, e.g. downloads/%s", pos, field, s.File.Dst, top, taken[top], d.dst))
+		}
+		for _, o := range seen {
+			if d.dst == o.dst || strings.HasPrefix(d.dst, o.dst+"/") || strings.HasPrefix(o.dst, d.dst+"/") {
+				errs = append(errs, fmt.Errorf("%s: %s: %q overlaps %q, the destination of provision[%d] at %s: one download would replace the other or land inside it; give each its own path",
+					pos, field, s.File.Dst, o.dst, o.step, o.pos))
+				break
+			}
+		}
+		seen = append(seen, d)
+	}
+	return errs
 }
 
 func (b *build) stagingDir() string {
 	return filepath.Join(b.opts.OutDir, stagingPrefix+b.id)
 }
 
-// convert makes every output at once into a staging dir beside the output dir; disk.Produce
-// checks each (qemu-img check, non-empty, decompression and bmap checksums) and hashes it.
+// convert makes every output at once into a staging dir beside the output dir (disk.ProduceAll:
+// each output checked and hashed, all or nothing), then moves the downloads published with them
+// in beside them.
 func (b *build) convert(ctx context.Context) error {
 	staging := b.stagingDir()
 	if err := os.MkdirAll(b.opts.OutDir, 0o755); err != nil {
@@ -125,48 +127,26 @@ func (b *build) convert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reporter := b.opts.Progress
-	if reporter == nil {
-		reporter = progress.NewLog(b.log, 10*time.Second)
+	var arts []disk.Artifact
+	err = b.waits.track(func() (err error) {
+		arts, err = disk.ProduceAll(ctx, b.diskPath, "qcow2", specs, staging, b.reporter())
+		return err
+	})
+	var failed *disk.OutputError
+	errors.As(err, &failed)
+	if failed != nil {
+		return fmt.Errorf("%s: outputs[%d]: %w", b.r.Outputs[failed.Index].Pos, failed.Index, err)
 	}
-	results := make([][]disk.Artifact, len(specs))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, spec := range specs {
-		g.Go(func() error {
-			started := time.Now()
-			tr := reporter.Start(spec.Files()[0], 0)
-			err := b.waits.track(func() (err error) {
-				results[i], err = disk.Produce(gctx, b.diskPath, spec, staging, func(done, total int64) {
-					tr.SetTotal(total)
-					tr.SetCurrent(done)
-				})
-				return err
-			})
-			tr.Done(err)
-			if err != nil {
-				return fmt.Errorf("%s: outputs[%d]: %w", b.r.Outputs[i].Pos, i, err)
-			}
-			for _, a := range results[i] {
-				b.log.Info("output ready", "file", filepath.Base(a.Path), "size", a.Size, "sha256", a.SHA256, "took", time.Since(started).Round(time.Millisecond))
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	if err != nil {
 		return err
 	}
-	for _, arts := range results {
-		for _, a := range arts {
-			b.outputs = append(b.outputs, OutputFile{File: filepath.Base(a.Path), Format: a.Format, Size: a.Size, SHA256: a.SHA256})
-		}
+	for _, a := range arts {
+		b.log.Info("output ready", "file", filepath.Base(a.Path), "size", a.Size, "sha256", a.SHA256)
+		b.outputs = append(b.outputs, manifest.File{File: filepath.Base(a.Path), Format: a.Format, Size: a.Size, SHA256: a.SHA256})
 	}
 	for _, rel := range b.downloads {
-		dst := filepath.Join(staging, rel)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := publishDownload(filepath.Join(b.workDir, "downloads", rel), staging, rel); err != nil {
 			return err
-		}
-		if err := os.Rename(filepath.Join(b.workDir, "downloads", rel), dst); err != nil {
-			return fmt.Errorf("publish the download %s: %w", rel, err)
 		}
 		files, err := hashTree(ctx, staging, rel)
 		if err != nil {
@@ -177,10 +157,31 @@ func (b *build) convert(ctx context.Context) error {
 	return nil
 }
 
+// publishDownload moves a downloaded file or tree to rel in the staging dir, and refuses to
+// replace anything there: checkDownloads keeps destinations apart from the outputs' files and
+// from each other, and this makes sure of it where it counts, so that no file the manifest hashed
+// is ever swapped for another. The staging dir is this build's alone (claimDir), so nothing can
+// appear at rel between the check and the rename.
+func publishDownload(src, staging, rel string) error {
+	dst := filepath.Join(staging, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("publish the download %s: %w", rel, err)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("publish the download %s: the output dir already has a %s; refusing to replace it", rel, rel)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("publish the download %s: %w", rel, err)
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("publish the download %s: %w", rel, err)
+	}
+	return nil
+}
+
 // hashTree lists the regular files at rel under dir (rel itself, or the files of a tree), with
 // their sizes and sha256, by slash-separated path relative to dir.
-func hashTree(ctx context.Context, dir, rel string) ([]OutputFile, error) {
-	var out []OutputFile
+func hashTree(ctx context.Context, dir, rel string) ([]manifest.File, error) {
+	var out []manifest.File
 	err := filepath.WalkDir(filepath.Join(dir, rel), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -193,7 +194,7 @@ func hashTree(ctx context.Context, dir, rel string) ([]OutputFile, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, OutputFile{File: filepath.ToSlash(name), Format: "download", Size: n, SHA256: sum})
+		out = append(out, manifest.File{File: filepath.ToSlash(name), Format: "download", Size: n, SHA256: sum})
 		return nil
 	})
 	return out, err
@@ -202,12 +203,11 @@ func hashTree(ctx context.Context, dir, rel string) ([]OutputFile, error) {
 // record writes manifest.json and SHA256SUMS, then publishes the staging dir as OutDir/NAME in
 // one rename: the outputs appear together or not at all. A previous build's outputs are replaced.
 func (b *build) record(ctx context.Context) error {
-	m := &Manifest{
+	m := &manifest.Manifest{
 		Name: b.r.Name, BuildID: b.id, Started: b.started.UTC(), Finished: time.Now().UTC(),
-		Tool: b.opts.Tool, Firmware: string(b.fwKind), Steps: b.timings, Provisioners: b.provTimings,
-		Outputs: b.outputs, Downloads: b.downloaded, Packages: b.packages,
+		Recipe: manifest.Recipe{File: b.r.File}, Tool: b.opts.Tool, Firmware: string(b.fwKind),
+		Steps: b.timings, Provisioners: b.provTimings, Outputs: b.outputs, Downloads: b.downloaded, Packages: b.packages,
 	}
-	m.Recipe.File = b.r.File
 	if data, err := os.ReadFile(b.r.File); err == nil {
 		sum := sha256.Sum256(data)
 		m.Recipe.SHA256 = hex.EncodeToString(sum[:])
@@ -216,29 +216,21 @@ func (b *build) record(ctx context.Context) error {
 		m.Recipe.SHA256 = hex.EncodeToString(sum[:])
 	}
 	if d := b.r.Source.Disk; d != nil {
-		m.Inputs = append(m.Inputs, ManifestInput{Kind: "disk", URL: d.URL, SHA256: b.baseSum})
+		m.Inputs = append(m.Inputs, manifest.Input{Kind: "disk", URL: d.URL, SHA256: b.baseSum})
 	}
 	if i := b.r.Source.ISO; i != nil {
-		m.Inputs = append(m.Inputs, ManifestInput{Kind: "iso", URL: i.URL, SHA256: b.baseSum})
+		m.Inputs = append(m.Inputs, manifest.Input{Kind: "iso", URL: i.URL, SHA256: b.baseSum})
 	}
 	if i := b.r.Source.Image; i != nil {
-		m.Inputs = append(m.Inputs, ManifestInput{Kind: "image", URL: "image:" + i.Name, SHA256: b.baseLayer})
+		m.Inputs = append(m.Inputs, manifest.Input{Kind: "image", URL: "image:" + i.Name, SHA256: b.baseLayer})
 	}
 	m.Image = b.image
 	sort.Slice(m.Packages, func(i, j int) bool { return m.Packages[i].Name < m.Packages[j].Name })
 	staging := b.stagingDir()
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
+	if err := manifest.Write(filepath.Join(staging, "manifest.json"), m); err != nil {
 		return err
 	}
-	if err := writeSynced(filepath.Join(staging, "manifest.json"), append(data, '\n')); err != nil {
-		return err
-	}
-	var sums strings.Builder
-	for _, o := range slices.Concat(b.outputs, b.downloaded) {
-		fmt.Fprintf(&sums, "%s  %s\n", o.SHA256, o.File)
-	}
-	if err := writeSynced(filepath.Join(staging, "SHA256SUMS"), []byte(sums.String())); err != nil {
+	if err := manifest.WriteSums(filepath.Join(staging, "SHA256SUMS"), slices.Concat(b.outputs, b.downloaded)); err != nil {
 		return err
 	}
 	b.manifest = m
@@ -246,22 +238,6 @@ func (b *build) record(ctx context.Context) error {
 		return err
 	}
 	return b.nameImage(ctx)
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // publishDir renames staging to dst, moving an existing dst aside first and removing it after.

@@ -6,16 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/images"
+	"github.com/ingot-build/ingot/internal/qemuimg"
+	"github.com/ingot-build/ingot/manifest"
 )
-
-// ManifestImage is where the build's disk was kept in the image store.
-type ManifestImage struct {
-	Name   string `json:"name"`
-	Layer  string `json:"layer"`
-	Parent string `json:"parent,omitempty"`
-}
 
 // fetchImage resolves source.image: the build disk will be an overlay on the stored layer.
 func (b *build) fetchImage(ctx context.Context) error {
@@ -92,18 +86,18 @@ func (b *build) snapshot(ctx context.Context) error {
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, "layer.qcow2")
-	co := disk.ConvertOptions{Format: "qcow2"}
+	co := qemuimg.ConvertOptions{InputFormat: "qcow2", Format: "qcow2"}
 	if b.baseLayer != "" {
 		co.BackingFile, co.BackingFormat = b.base, b.baseFormat
 	}
-	if err := b.waits.track(func() error { return disk.Convert(ctx, b.diskPath, tmp, co) }); err != nil {
+	if err := b.waits.track(func() error { return qemuimg.Convert(ctx, b.diskPath, tmp, co) }); err != nil {
 		return fmt.Errorf("write the layer: %w", err)
 	}
 	l, err := s.AddLayer(ctx, tmp, b.baseLayer, h)
 	if err != nil {
 		return err
 	}
-	b.image = &ManifestImage{Name: b.r.Name, Layer: l.Digest, Parent: b.baseLayer}
+	b.image = &manifest.Image{Name: b.r.Name, Layer: l.Digest, Parent: b.baseLayer}
 	b.log.Info("kept in the image store, to be named when the build publishes", "layer", l.Digest[:12], "size", l.Size)
 	return nil
 }

@@ -14,10 +14,11 @@ import (
 
 	"github.com/ingot-build/ingot/cloudinit"
 	"github.com/ingot-build/ingot/communicator"
-	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/images"
+	"github.com/ingot-build/ingot/internal/qemuimg"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -35,26 +36,51 @@ type build struct {
 	baseFormat  string
 	baseSum     string
 	baseLayer   string // the image-store layer the build disk backs on, if any
-	image       *ManifestImage
+	image       *manifest.Image
 	iso         string // fetch: the installer ISO (ISO sources)
 	diskPath    string // prepare: the build disk (qcow2)
 	seedPath    string // prepare
 	keys        *communicator.Keys
 	machine     hypervisor.Machine
-	client      *communicator.Client
-	packages    []Package
+	guest       guestConn // connect: the SSH connection to the build guest
+	packages    []manifest.Package
 	downloads   []string // relative paths under workDir/downloads, published with the outputs
-	outputs     []OutputFile
-	manifest    *Manifest
-	timings     []StepTiming
-	provTimings []StepTiming // one per recipe provisioner, for the manifest
-	downloaded  []OutputFile // the files download steps published, hashed
+	outputs     []manifest.File
+	manifest    *manifest.Manifest
+	timings     []manifest.StepTiming
+	provTimings []manifest.StepTiming // the timings of the recipe steps' units: the manifest's provisioners
+	downloaded  []manifest.File       // the files download steps published, hashed
 	started     time.Time
 	failed      bool
 	cleanups    []cleanup
 	fwKind      firmware.Kind
 	hold        *images.Hold // the store layers this build uses before it names its own
 	waits       waits
+
+	// dial connects to the guest: communicator.Connect, or a fake guest in the unit tests.
+	dial func(context.Context, communicator.Config) (guestConn, error)
+	// cleanupWithin bounds the cleanups (0: cleanupTimeout); the unit tests shorten it.
+	cleanupWithin time.Duration
+}
+
+// guestConn is what the pipeline needs of its connection to the build guest, which
+// *communicator.Client is: the unit tests put a fake guest behind it.
+type guestConn interface {
+	Run(ctx context.Context, cmd communicator.Cmd) error
+	Output(ctx context.Context, cmd communicator.Cmd) ([]byte, error)
+	Upload(ctx context.Context, local, remote string, opt communicator.UploadOptions) error
+	Download(ctx context.Context, remote, local string) error
+	Reboot(ctx context.Context, command string) error
+	Close() error
+}
+
+// dialSSH is build.dial for real guests.
+func dialSSH(ctx context.Context, cfg communicator.Config) (guestConn, error) {
+	c, err := communicator.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func newBuild(opts Options) (*build, error) {
@@ -89,31 +115,34 @@ func newBuild(opts Options) (*build, error) {
 		outDir:  filepath.Join(opts.OutDir, opts.Recipe.Name),
 		started: time.Now(),
 		fwKind:  fw,
+		dial:    dialSSH,
 	}, nil
 }
 
 // fetch makes every remote input a verified file in the content-addressed cache.
 func (b *build) fetch(ctx context.Context) error {
 	src := b.r.Source
+	var err error
 	switch {
 	case src.Disk != nil:
-		p, err := b.opts.Sources.Fetch(ctx, source.Input{URL: src.Disk.URL, SHA256: src.Disk.Pin()})
-		if err != nil {
-			return fmt.Errorf("%s: source.disk: %w", src.Disk.Pos, err)
-		}
-		b.base = p
-		b.baseSum = filepath.Base(p)
+		b.base, err = b.fetchPinned(ctx, "source.disk", src.Disk.Pos, source.Input{URL: src.Disk.URL, SHA256: src.Disk.Pin()})
 	case src.ISO != nil:
-		p, err := b.opts.Sources.Fetch(ctx, source.Input{URL: src.ISO.URL, SHA256: src.ISO.Pin()})
-		if err != nil {
-			return fmt.Errorf("%s: source.iso: %w", src.ISO.Pos, err)
-		}
-		b.iso = p
-		b.baseSum = filepath.Base(p)
+		b.iso, err = b.fetchPinned(ctx, "source.iso", src.ISO.Pos, source.Input{URL: src.ISO.URL, SHA256: src.ISO.Pin()})
 	default:
-		return b.fetchImage(ctx)
+		err = b.fetchImage(ctx)
 	}
-	return nil
+	return err
+}
+
+// fetchPinned fetches the recipe's source (field, at pos) and records its sha256, which names
+// the cached file.
+func (b *build) fetchPinned(ctx context.Context, field string, pos recipes.Pos, in source.Input) (string, error) {
+	p, err := b.opts.Sources.Fetch(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s: %w", pos, field, err)
+	}
+	b.baseSum = filepath.Base(p)
+	return p, nil
 }
 
 // prepare makes the private work dir, the build disk, the keys and the seed.
@@ -141,14 +170,10 @@ func (b *build) prepare(ctx context.Context) error {
 	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")
 	size := b.r.Machine.DiskBytes
 	if b.base != "" {
-		var info disk.ImageInfo
-		err := b.waits.track(func() (err error) { info, err = disk.Info(ctx, b.base); return err })
+		var info qemuimg.ImageInfo
+		err := b.waits.track(func() (err error) { info, err = b.inspectBase(ctx); return err })
 		if err != nil {
-			return fmt.Errorf("inspect the source image: %w", err)
-		}
-		if d := b.r.Source.Disk; d != nil && d.Format != "" && d.Format != info.Format {
-			want := d.Format
-			return fmt.Errorf("%s: source.disk.format says %s but the image is %s", b.r.Source.Disk.Pos, want, info.Format)
+			return err
 		}
 		if size < info.VirtualSize {
 			size = info.VirtualSize // never shrink the image's own disk
@@ -157,10 +182,10 @@ func (b *build) prepare(ctx context.Context) error {
 		if err := b.storeBase(ctx, info.Format); err != nil {
 			return err
 		}
-		if err := b.waits.track(func() error { return disk.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size) }); err != nil {
+		if err := b.waits.track(func() error { return qemuimg.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size) }); err != nil {
 			return err
 		}
-	} else if err := b.waits.track(func() error { return disk.Create(ctx, b.diskPath, "qcow2", size) }); err != nil {
+	} else if err := b.waits.track(func() error { return qemuimg.Create(ctx, b.diskPath, "qcow2", size) }); err != nil {
 		return err
 	}
 
@@ -189,9 +214,41 @@ func (b *build) prepare(ctx context.Context) error {
 	return seed.Write(ctx, b.seedPath)
 }
 
+// inspectBase reads the source image's format and size. Its format is known for a stored layer
+// (the store recorded it) and for a cloud image whose recipe says source.disk.format, and the
+// image is then opened as that format. Only a cloud image whose recipe does not say is probed:
+// its bytes are a download pinned by its sha256, which no guest of ours wrote.
+func (b *build) inspectBase(ctx context.Context) (qemuimg.ImageInfo, error) {
+	format := b.baseFormat
+	d := b.r.Source.Disk
+	if d != nil {
+		format = d.Format
+	}
+	if format == "" {
+		info, err := qemuimg.Probe(ctx, b.base)
+		if err != nil {
+			return info, fmt.Errorf("inspect the source image: %w", err)
+		}
+		return info, nil
+	}
+	info, err := qemuimg.Info(ctx, b.base, format)
+	// source.disk.format is checked against the download (docs/recipes.md). qemu-img reads any
+	// file as raw, so for raw, and to say what a file is when it is not the format named, the
+	// bytes are probed too: only to refuse a mismatch, never to open the image by what they say.
+	if d != nil && (err != nil || format == "raw") {
+		if got, perr := qemuimg.Probe(ctx, b.base); perr == nil && got.Format != format {
+			return info, fmt.Errorf("%s: source.disk.format says %s but the image is %s", d.Pos, format, got.Format)
+		}
+	}
+	if err != nil {
+		return info, fmt.Errorf("inspect the source image: %w", err)
+	}
+	return info, nil
+}
+
 func (b *build) spec(name string) hypervisor.Spec {
 	m := b.r.Machine
-	accel := m.Accel
+	accel := hypervisor.Accel(m.Accel) // recipes checked it against the same names (TestRecipeNamesMatchHypervisor)
 	if b.opts.Accel != "" {
 		accel = b.opts.Accel
 	}
@@ -231,7 +288,7 @@ func (b *build) boot(ctx context.Context) error {
 		return err
 	}
 	b.machine = m
-	b.onCleanup("stop the build machine", func(context.Context) error { return m.Kill() })
+	b.onCleanup("stop the build machine", func(ctx context.Context) error { return m.Kill(ctx) })
 	b.log.Info("machine started", "ssh", m.SSHAddr(), "console", m.ConsolePath())
 	return nil
 }
@@ -252,9 +309,9 @@ func (b *build) connect(ctx context.Context) error {
 		case <-watchCtx.Done():
 		}
 	}()
-	var c *communicator.Client
-	err := b.waits.track(func() (err error) {
-		c, err = communicator.Connect(ctx, communicator.Config{
+	var c guestConn
+	err := b.waitShown("waiting for SSH", func() (err error) {
+		c, err = b.dial(ctx, communicator.Config{
 			Addr: b.machine.SSHAddr(), User: b.r.SSH.User, Keys: b.keys,
 			Timeout: b.r.SSH.Timeout, Logger: b.log, Abort: abort,
 		})
@@ -263,9 +320,35 @@ func (b *build) connect(ctx context.Context) error {
 	if err != nil {
 		return b.withConsole(fmt.Errorf("wait for SSH as %s at %s: %w", b.r.SSH.User, b.machine.SSHAddr(), err))
 	}
-	b.client = c
-	b.onCleanup("close SSH", func(context.Context) error { c.Close(); return nil })
+	b.guest = c
+	b.onCleanup("close SSH", func(context.Context) error { return c.Close() })
 	return b.waitCloudInit(ctx)
+}
+
+// errMachineEnded cancels a unit's context when the build machine ends under it.
+var errMachineEnded = errors.New("the build machine ended")
+
+// onGuest wraps the run of a unit that works in the running guest (a recipe step, inventory,
+// generalize) so that it ends as soon as the machine does, and says why: a guest whose kernel
+// panics or whose QEMU dies mid-step fails the step at once with the machine's reason and its
+// console, not with the broken SSH connection it leaves, seconds later, when keepalives give up.
+func (b *build) onGuest(name string, run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil) // ends the watch below
+		go func() {
+			select {
+			case <-b.machine.Done():
+				cancel(errMachineEnded)
+			case <-ctx.Done():
+			}
+		}()
+		err := run(ctx)
+		if errors.Is(context.Cause(ctx), errMachineEnded) {
+			return b.guestStopped("during " + name)
+		}
+		return err
+	}
 }
 
 // guestStopped says why the machine stopped, with its console tail.
@@ -288,7 +371,7 @@ func (b *build) withConsole(err error) error {
 func (b *build) waitCloudInit(ctx context.Context) error {
 	var out bytes.Buffer
 	err := b.waits.track(func() error {
-		return b.client.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait --long", Stdout: &out, Stderr: &out})
+		return b.guest.Run(ctx, communicator.Cmd{Command: "cloud-init status --wait --long", Stdout: &out, Stderr: &out})
 	})
 	var exit *communicator.ExitError
 	switch {
@@ -313,8 +396,11 @@ func (b *build) manualBoot() string {
 // shutdown powers the guest off in order; a forced stop is a warning (the image is consistent at
 // the block level, which qemu-img check confirms later) — unless the guest panicked.
 func (b *build) shutdown(ctx context.Context) error {
-	if b.client != nil {
-		b.client.Close()
+	if b.guest != nil {
+		// A close error does not fail a build whose guest then powers off in order.
+		if err := b.guest.Close(); err != nil {
+			b.log.Warn("closing SSH before power-off", "err", err)
+		}
 	}
 	err := b.waits.track(func() error { return b.machine.Shutdown(ctx) })
 	switch {

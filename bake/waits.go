@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/ingot-build/ingot/internal/progress"
 )
 
 // waits records when a build was waiting on something outside ingot: the guest (boots, SSH
@@ -70,4 +72,22 @@ func earlier(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// waitShown is waits.track for a wait the user sees the build sit in, shown by the build's
+// progress reporter as a task with the time so far (a spinner on a terminal, a line every 10 s
+// otherwise): a guest booting under TCG keeps a build silent for minutes, which looks hung.
+func (b *build) waitShown(what string, fn func() error) error {
+	task := progress.Begin(b.reporter(), b.r.Name+": "+what)
+	err := b.waits.track(fn)
+	task.Done(err)
+	return err
+}
+
+// reporter is Options.Progress, or by default a log line every 10 s through the build's logger.
+func (b *build) reporter() progress.Reporter {
+	if b.opts.Progress != nil {
+		return b.opts.Progress
+	}
+	return progress.NewLog(b.log, 10*time.Second)
 }

@@ -1,8 +1,17 @@
 package bake
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/recipes"
 )
 
 func TestWaitsWithinMergesOverlaps(t *testing.T) {
@@ -30,3 +39,48 @@ func TestWaitsWithinMergesOverlaps(t *testing.T) {
 		})
 	}
 }
+
+// A wait the user sees is shown as a task named for the build, ended with the wait's error, and
+// still counted as waiting; with no reporter it is logged.
+func TestWaitShown(t *testing.T) {
+	boom := errors.New("guest powered off")
+	for _, want := range []error{nil, boom} {
+		rec := &taskRecorder{}
+		b := &build{opts: Options{Progress: rec}, r: &recipes.Recipe{Name: "web"}, log: slog.New(slog.DiscardHandler)}
+		err := b.waitShown("waiting for SSH", func() error {
+			if !slices.Equal(rec.events, []string{"begin web: waiting for SSH"}) {
+				t.Errorf("while waiting, the reporter was told %v", rec.events)
+			}
+			time.Sleep(10 * time.Millisecond)
+			return want
+		})
+		if err != want {
+			t.Errorf("waitShown returned %v, want %v", err, want)
+		}
+		if wantEvents := []string{"begin web: waiting for SSH", fmt.Sprintf("done %v", want)}; !slices.Equal(rec.events, wantEvents) {
+			t.Errorf("the reporter was told %v, want %v", rec.events, wantEvents)
+		}
+		if got := b.waits.within(time.Now().Add(-time.Minute), time.Now()); got < 10*time.Millisecond {
+			t.Errorf("the wait counted %v of waiting, want ≥ 10ms", got)
+		}
+	}
+
+	var logged bytes.Buffer
+	b := &build{r: &recipes.Recipe{Name: "web"}, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	if err := b.waitShown("waiting for SSH", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), `msg=finished name="web: waiting for SSH"`) {
+		t.Errorf("with no reporter, the wait logged:\n%s", logged.String())
+	}
+}
+
+// taskRecorder is a progress.Tasks that keeps what it was told about tasks.
+type taskRecorder struct{ events []string }
+
+func (r *taskRecorder) Start(string, int64) progress.Tracker { return progress.Nop().Start("", 0) }
+func (r *taskRecorder) Begin(name string) progress.Task {
+	r.events = append(r.events, "begin "+name)
+	return r
+}
+func (r *taskRecorder) Done(err error) { r.events = append(r.events, fmt.Sprintf("done %v", err)) }
