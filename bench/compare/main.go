@@ -4,23 +4,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
-)
 
-type manifest struct {
-	Tool struct {
-		Driver string `json:"driver"`
-	} `json:"tool"`
-	Steps []struct {
-		Step    string  `json:"step"`
-		Seconds float64 `json:"seconds"`
-	} `json:"steps"`
-}
+	"github.com/ingot-build/ingot/manifest"
+)
 
 func main() {
 	if len(os.Args) < 3 {
@@ -28,21 +19,16 @@ func main() {
 		os.Exit(2)
 	}
 	var labels []string
-	var ms []manifest
+	var ms []*manifest.Manifest
 	for _, arg := range os.Args[1:] {
 		label, path, ok := strings.Cut(arg, "=")
 		if !ok || label == "" || path == "" {
 			fmt.Fprintf(os.Stderr, "%s: want LABEL=MANIFEST.json\n", arg)
 			os.Exit(2)
 		}
-		data, err := os.ReadFile(path)
+		m, err := manifest.Read(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		var m manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
 			os.Exit(1)
 		}
 		labels = append(labels, label)

@@ -5,34 +5,22 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
 	"text/tabwriter"
-)
 
-type manifest struct {
-	Steps []struct {
-		Step    string  `json:"step"`
-		Seconds float64 `json:"seconds"`
-		Waiting float64 `json:"waiting_seconds"`
-	} `json:"steps"`
-}
+	"github.com/ingot-build/ingot/manifest"
+)
 
 func main() {
 	if len(os.Args) != 4 {
 		fmt.Fprintln(os.Stderr, "usage: overhead MANIFEST.json START END (Unix seconds around ingot build)")
 		os.Exit(2)
 	}
-	data, err := os.ReadFile(os.Args[1])
+	m, err := manifest.Read(os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
 	start, err1 := strconv.ParseFloat(os.Args[2], 64)

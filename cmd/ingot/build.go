@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -12,8 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ingot-build/ingot/bake"
-	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/internal/metrics"
+	"github.com/ingot-build/ingot/internal/qemuimg"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
@@ -66,17 +69,31 @@ func validateCommand() *cli.Command {
 		Name:      "validate",
 		Usage:     "check recipes without building anything",
 		ArgsUsage: "RECIPE…",
-		Flags:     []cli.Flag{varFlag},
+		Flags: []cli.Flag{varFlag,
+			&cli.BoolFlag{Name: "resolve", Usage: "also resolve each source's pin: read a file: pin's checksum file (not the source itself) and print the digest the source must have"},
+		},
 		Action: func(c *cli.Context) error {
 			rs, err := loadRecipes(c)
 			if err != nil {
 				return err
+			}
+			var fetcher *source.Fetcher
+			if c.Bool("resolve") {
+				if fetcher, err = openSources(slog.New(slog.DiscardHandler)); err != nil {
+					return err
+				}
 			}
 			var errs []error
 			for _, r := range rs {
 				if err := bake.Check(r); err != nil {
 					errs = append(errs, err)
 					continue
+				}
+				if fetcher != nil {
+					if err := printPin(c, fetcher, r); err != nil {
+						errs = append(errs, err)
+						continue
+					}
 				}
 				fmt.Fprintf(c.App.Writer, "%s: ok (%s)\n", r.File, r.Name)
 			}
@@ -86,6 +103,31 @@ func validateCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// printPin resolves a recipe's source pin without downloading the source (source.Fetcher.Resolve)
+// and prints the digest the source will be verified with: the answer to "which image does this
+// file: pin mean today?", and a check that the checksum file lists the source at all.
+func printPin(c *cli.Context, f *source.Fetcher, r *recipes.Recipe) error {
+	var in source.Input
+	var pos fmt.Stringer
+	switch src := r.Source; {
+	case src.Disk != nil:
+		in, pos = source.Input{URL: src.Disk.URL, SHA256: src.Disk.Pin()}, src.Disk.Pos
+	case src.ISO != nil:
+		in, pos = source.Input{URL: src.ISO.URL, SHA256: src.ISO.Pin()}, src.ISO.Pos
+	default:
+		return nil // an image-store source has no pin to resolve
+	}
+	sum, err := f.Resolve(c.Context, in)
+	if err != nil {
+		return fmt.Errorf("%s: resolve the source's pin: %w", pos, err)
+	}
+	if !strings.Contains(sum, ":") {
+		sum = "sha256:" + sum
+	}
+	fmt.Fprintf(c.App.Writer, "%s: source %s %s\n", r.File, in.URL, sum)
+	return nil
 }
 
 func buildCommand() *cli.Command {
@@ -99,26 +141,32 @@ func buildCommand() *cli.Command {
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "build `N` recipes at once"},
 			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
-			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: auto, kvm or tcg"},
+			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: " + hypervisor.Choices(hypervisor.Accels())},
 			workDirFlag(),
 			&cli.StringFlag{Name: "metrics", Usage: "write the builds' SLIs (success, durations, sizes) to `FILE` in OpenMetrics text, atomically, for node_exporter's textfile collector"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			storeFlag,
 		}, driverFlags...),
 		Action: func(c *cli.Context) error {
-			log, err := newLogger(c.App.ErrWriter, c.String("log-format"), c.Bool("verbose"))
+			var accel hypervisor.Accel
+			if c.IsSet("accel") {
+				a, err := hypervisor.ParseAccel(c.String("accel"))
+				if err != nil {
+					return usageError{fmt.Errorf("--accel %w", err)}
+				}
+				accel = a
+			}
+			out, err := newOutput(c.App.ErrWriter, c.String("log-format"), c.Bool("verbose"), os.Getenv)
 			if err != nil {
 				return err
 			}
+			defer out.Close()
+			log := out.Log
 			rs, err := loadRecipes(c)
 			if err != nil {
 				return err
 			}
-			cacheDir, err := source.DefaultCacheDir()
-			if err != nil {
-				return err
-			}
-			fetcher, err := source.New(cacheDir, source.WithLogger(log))
+			fetcher, err := openSources(log, source.WithProgress(out.Progress))
 			if err != nil {
 				return err
 			}
@@ -126,8 +174,8 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			tool := bake.ToolInfo{IngotVersion: version, IngotCommit: commit}
-			if img, err := disk.FindQemuImg(c.Context); err == nil {
+			tool := manifest.Tool{IngotVersion: version, IngotCommit: commit}
+			if img, err := qemuimg.Find(c.Context); err == nil {
 				tool.QemuImgVer = img.Version
 			}
 			store, err := openStore(c)
@@ -143,13 +191,15 @@ func buildCommand() *cli.Command {
 			g.SetLimit(max(1, c.Int("jobs")))
 			failed := make([]error, len(rs))
 			measured := make([]metrics.Build, len(rs))
+			dirs := make([]string, len(rs)) // the output dir of each build that succeeded
 			for i, r := range rs {
 				g.Go(func() error {
 					started := time.Now()
 					res, err := bake.Build(ctx, bake.Options{
 						Recipe: r, OutDir: c.String("out"), WorkRoot: work,
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
-						Sources: fetcher, Images: store, Accel: c.String("accel"), Tool: ds.tools[driverFor(c, r)],
+						Sources: fetcher, Images: store, Accel: accel, Tool: ds.tools[driverFor(c, r)],
+						Progress: out.Progress,
 					})
 					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {
@@ -158,11 +208,19 @@ func buildCommand() *cli.Command {
 						return nil // the other builds go on
 					}
 					log.Info("build finished", "build", r.Name, "out", res.Dir)
-					fmt.Fprintln(c.App.Writer, res.Dir)
+					dirs[i] = res.Dir
 					return nil
 				})
 			}
 			_ = g.Wait()
+			// The bars are done with: what follows is printed as it is, and stdout, which may be
+			// the same terminal, gets the output dirs only once nothing redraws over them.
+			out.Close()
+			for _, d := range dirs {
+				if d != "" {
+					fmt.Fprintln(c.App.Writer, d)
+				}
+			}
 			if path := c.String("metrics"); path != "" {
 				if err := metrics.Write(path, measured...); err != nil {
 					failed = append(failed, fmt.Errorf("--metrics: %w", err))

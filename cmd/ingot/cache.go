@@ -1,14 +1,22 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
+	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/source"
 )
 
 // defaultOutDir is where `ingot build` publishes when given no --out, and so where `ingot cache
@@ -33,16 +41,26 @@ func workRoot(c *cli.Context) (string, error) {
 func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cache",
-		Usage: "ingot's caches: what builds leave behind",
+		Usage: "ingot's caches: the sources builds fetched, and what builds leave behind",
 		Subcommands: []*cli.Command{
+			{
+				Name: "ls",
+				Usage: "list the source cache: the inputs builds fetched (cloud images, ISOs, local files), " +
+					"with their sha256, size, when a build last used them and where they came from",
+				Action: cacheLs,
+			},
 			{
 				Name: "prune",
 				Usage: "remove what builds that are gone left behind (work dirs, staging dirs in the output dir) " +
-					"and the image store's layers no name or running build needs",
+					"and the image store's layers no name or running build needs; with --sources, also cached sources " +
+					"no build used for --older-than",
 				Flags: []cli.Flag{
 					workDirFlag(),
 					&cli.StringFlag{Name: "out", Value: defaultOutDir, Usage: "the output `DIR` builds publish into, where their staging dirs are"},
 					storeFlag,
+					&cli.BoolFlag{Name: "sources", Usage: "also remove cached sources, and partial downloads, that no build used for --older-than"},
+					&cli.StringFlag{Name: "older-than", Value: "30d", Usage: "with --sources: how long a source must have gone unused, as an `AGE` " +
+						"like 30d, 12h or 90m; 0 removes every source no build is fetching, so use it only when no build is running"},
 					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 				},
 				Action: cachePrune,
@@ -51,12 +69,81 @@ func cacheCommand() *cli.Command {
 	}
 }
 
-// cachePrune sweeps the work root and the output dir, then collects the image store. A build
-// killed with SIGKILL (or by the OOM killer, or a reboot) cannot clean up after itself; builds
-// sweep too, but only when one runs, and a user short of disk wants the space back now. Live
-// builds are safe: their dirs and held layers are flock'd, and bake and images skip what is
-// locked. What was removed is printed even when something else fails, since it is gone either way.
+// openSources opens the source cache that `ingot build` fetches into, under ingot's cache
+// directory ($XDG_CACHE_HOME/ingot, else ~/.cache/ingot).
+func openSources(log *slog.Logger, opts ...source.Option) (*source.Fetcher, error) {
+	dir, err := source.DefaultCacheDir()
+	if err != nil {
+		return nil, err
+	}
+	return source.New(dir, append([]source.Option{source.WithLogger(log)}, opts...)...)
+}
+
+// cacheLs prints the source cache, most recently used first: what `cache prune --sources` would
+// weigh, with the dates --older-than is compared with.
+func cacheLs(c *cli.Context) error {
+	f, err := openSources(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	entries, err := f.List()
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	if len(entries) == 0 {
+		fmt.Fprintf(w, "no cached sources in %s\n", f.Dir())
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHA256\tSIZE\tLAST USED\tSTATE\tURL")
+	var total int64
+	for _, e := range entries {
+		state := "verified"
+		if e.Partial {
+			state = "partial"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sourceDigest(e), progress.Bytes(e.Size),
+			e.LastUsed.Local().Format(time.DateTime), state, cmp.Or(e.URL, "-"))
+		total += e.Size
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d source(s), %s, in %s\n", len(entries), progress.Bytes(total), f.Dir())
+	return nil
+}
+
+// sourceDigest names a cached source by the first 12 hex digits of its sha256, as `ingot images
+// ls` names layers; a partial download pinned by sha512 has no sha256 yet, so by that.
+func sourceDigest(e source.Entry) string {
+	if e.SHA256 == "" {
+		return "sha512:" + shortDigest(e.SHA512)
+	}
+	return shortDigest(e.SHA256)
+}
+
+// cachePrune sweeps the work root and the output dir, then collects the image store, and with
+// --sources the source cache. A build killed with SIGKILL (or by the OOM killer, or a reboot)
+// cannot clean up after itself; builds sweep too, but only when one runs, and a user short of
+// disk wants the space back now. Live builds are safe: their dirs, held layers and the sources
+// they are fetching are flock'd, and bake, images and source skip what is locked; a source a build
+// fetched earlier is protected by its age only, which is why --older-than defaults to days. Sources
+// are pruned only when asked: unlike leftovers they are worth keeping, since the next build would
+// download them again. What was removed is printed even when something else fails, since it is
+// gone either way.
 func cachePrune(c *cli.Context) error {
+	pruneSources := c.Bool("sources")
+	if c.IsSet("older-than") && !pruneSources {
+		return usageError{errors.New("--older-than is for cached sources: add --sources")}
+	}
+	var olderThan time.Duration
+	if pruneSources {
+		var err error
+		if olderThan, err = parseAge(c.String("older-than")); err != nil {
+			return usageError{fmt.Errorf("--older-than %w", err)}
+		}
+	}
 	level := slog.LevelWarn // bake logs each removed dir at info; this command prints them itself
 	if c.Bool("verbose") {
 		level = slog.LevelDebug
@@ -69,6 +156,12 @@ func cachePrune(c *cli.Context) error {
 	store, err := openStore(c)
 	if err != nil {
 		return err
+	}
+	var sources *source.Fetcher
+	if pruneSources {
+		if sources, err = openSources(log); err != nil {
+			return err
+		}
 	}
 	w := c.App.Writer
 	dirs, sweepErr := bake.Sweep(c.Context, log, root, c.String("out"))
@@ -89,15 +182,57 @@ func cachePrune(c *cli.Context) error {
 	for _, d := range layers {
 		fmt.Fprintf(w, "freed layer %s\n", shortDigest(d))
 	}
-	if err := errors.Join(sweepErr, storeErr); err != nil {
+	var removed []source.Entry
+	var sourcesErr error
+	if sources != nil && c.Context.Err() == nil {
+		removed, sourcesErr = sources.Prune(olderThan)
+		if sourcesErr != nil {
+			sourcesErr = fmt.Errorf("cache prune: source cache %s: %w", sources.Dir(), sourcesErr)
+		}
+	}
+	var freed int64
+	for _, e := range removed {
+		what := "source"
+		if e.Partial {
+			what = "partial download"
+		}
+		fmt.Fprintf(w, "removed %s %s (%s, last used %s) %s\n", what, sourceDigest(e), progress.Bytes(e.Size),
+			e.LastUsed.Local().Format(time.DateTime), cmp.Or(e.URL, "from an unknown URL"))
+		freed += e.Size
+	}
+	if err := errors.Join(sweepErr, storeErr, sourcesErr); err != nil {
 		return err
 	}
-	if len(dirs) == 0 && len(layers) == 0 {
+	switch {
+	case !pruneSources && len(dirs) == 0 && len(layers) == 0:
 		fmt.Fprintln(w, "nothing to prune: no dirs of builds that are gone, no layers that nothing needs")
-		return nil
+	case !pruneSources:
+		fmt.Fprintf(w, "pruned %d dir(s) and %d layer(s)\n", len(dirs), len(layers))
+	case len(dirs) == 0 && len(layers) == 0 && len(removed) == 0:
+		fmt.Fprintf(w, "nothing to prune: no dirs of builds that are gone, no layers that nothing needs, no sources unused for %s\n", c.String("older-than"))
+	default:
+		fmt.Fprintf(w, "pruned %d dir(s), %d layer(s) and %d source(s) of %s\n", len(dirs), len(layers), len(removed), progress.Bytes(freed))
 	}
-	fmt.Fprintf(w, "pruned %d dir(s) and %d layer(s)\n", len(dirs), len(layers))
 	return nil
+}
+
+// parseAge reads --older-than: a whole number of days (30d), the unit caches are thought of in
+// and one that time.ParseDuration lacks, or a Go duration (12h, 90m, 0).
+func parseAge(s string) (time.Duration, error) {
+	const day = 24 * time.Hour
+	bad := fmt.Errorf("%q: want an age like 30d, 12h or 90m", s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(day) {
+			return 0, bad
+		}
+		return time.Duration(n) * day, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	return d, nil
 }
 
 // shortDigest is the first 12 hex digits of a layer digest, as `ingot images ls` shows them.

@@ -4,14 +4,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/internal/formats"
 	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/manifest"
 )
 
 func inspectCommand() *cli.Command {
@@ -29,16 +34,24 @@ func inspectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			manifest := filepath.Join(filepath.Dir(path), "manifest.json")
-			var m json.RawMessage
-			if b, err := os.ReadFile(manifest); err == nil && json.Valid(b) {
-				m = b
+			// A manifest.json that is there but cannot be read is said so, and the image is
+			// still shown: it may be another tool's file, or a newer ingot's.
+			mpath := filepath.Join(filepath.Dir(path), "manifest.json")
+			m, merr := manifest.Read(mpath)
+			if errors.Is(merr, fs.ErrNotExist) {
+				merr = nil
+			} else if merr != nil {
+				fmt.Fprintf(c.App.ErrWriter, "ingot: warning: %v; showing the image without it\n", merr)
 			}
 			if c.Bool("json") {
 				out := struct {
 					disk.Inspection
-					Manifest json.RawMessage `json:"manifest,omitempty"`
-				}{in, m}
+					Manifest      *manifest.Manifest `json:"manifest,omitempty"`
+					ManifestError string             `json:"manifest_error,omitempty"`
+				}{Inspection: in, Manifest: m}
+				if merr != nil {
+					out.ManifestError = merr.Error()
+				}
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
@@ -47,14 +60,8 @@ func inspectCommand() *cli.Command {
 				return err
 			}
 			if m != nil {
-				var s struct {
-					Name     string `json:"name"`
-					BuildID  string `json:"build_id"`
-					Finished string `json:"finished"`
-					Packages []any  `json:"packages"`
-				}
-				_ = json.Unmarshal(m, &s)
-				fmt.Fprintf(c.App.Writer, "\nmanifest %s: %s, build %s, finished %s, %d packages\n", manifest, s.Name, s.BuildID, s.Finished, len(s.Packages))
+				fmt.Fprintf(c.App.Writer, "\nmanifest %s: %s, build %s, finished %s, %d packages\n",
+					mpath, m.Name, m.BuildID, m.Finished.Format(time.RFC3339), len(m.Packages))
 			}
 			return nil
 		},
@@ -67,7 +74,7 @@ func convertCommand() *cli.Command {
 		Usage:     "convert an image to output formats, as a build's outputs are made (checked and hashed)",
 		ArgsUsage: "IMAGE",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "to", Required: true, Usage: "`FORMATS`, comma-separated: qcow2, qcow2+zstd, qcow2+zlib, vmdk, vmdk+monolithicSparse, vhdx, raw, raw+zstd, raw+xz, raw+bmap, raw+minimal, ova (options join with +)"},
+			&cli.StringFlag{Name: "to", Required: true, Usage: "`FORMATS`, comma-separated: " + strings.Join(toExamples(), ", ") + " (options join with +)"},
 			&cli.StringFlag{Name: "out", Value: ".", Usage: "write into `DIR`"},
 			&cli.StringFlag{Name: "name", Usage: "base `NAME` of the outputs (default: the input's name without extension)"},
 		},
@@ -97,25 +104,19 @@ func convertCommand() *cli.Command {
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			bars := progress.NewBars(c.App.ErrWriter)
-			defer bars.Close()
-			trs := make([]progress.Tracker, len(specs))
-			for i, spec := range specs {
-				trs[i] = bars.Start(spec.Files()[0], 0)
-			}
-			// ProduceAll, not one Produce per spec: it is all or nothing, so a failed output
-			// leaves none of the others half-published beside it.
-			arts, err := disk.ProduceAll(c.Context, in, specs, out, func(i int, done, total int64) {
-				trs[i].SetTotal(total)
-				trs[i].SetCurrent(done)
-			})
-			for _, tr := range trs {
-				tr.Done(err)
-			}
+			o, err := newOutput(c.App.ErrWriter, "text", false, os.Getenv)
 			if err != nil {
 				return err
 			}
-			bars.Close()
+			defer o.Close()
+			// ProduceAll, not one Produce per spec: it is all or nothing, so a failed output
+			// leaves none of the others half-published beside it. The input is a file the
+			// user named, so qemu-img probes its format.
+			arts, err := disk.ProduceAll(c.Context, in, "", specs, out, o.Progress)
+			if err != nil {
+				return err
+			}
+			o.Close()
 			for _, a := range arts {
 				fmt.Fprintf(c.App.Writer, "%s  %s  %s\n", a.SHA256, progress.Bytes(a.Size), a.Path)
 			}
@@ -136,20 +137,21 @@ func clashes(items []string, specs []disk.OutputSpec) error {
 	return errors.Join(errs...)
 }
 
-// parseTo reads one --to item: a format and its options joined with "+".
+// parseTo reads one --to item: a format and its options joined with "+", each option written as
+// its value (zstd, monolithicSparse, minimal), or as its name for bmap, a boolean.
 func parseTo(name, item string) (disk.OutputSpec, error) {
 	parts := strings.Split(item, "+")
 	spec := disk.OutputSpec{Name: name, Format: parts[0]}
 	for _, opt := range parts[1:] {
-		switch {
-		case opt == "zstd" || opt == "zlib" || opt == "xz":
+		switch toOption(opt) {
+		case "compress":
 			spec.Compress = opt
-		case opt == "bmap":
-			spec.Bmap = true
-		case opt == "minimal":
-			spec.Shrink = "minimal"
-		case opt == "streamOptimized" || opt == "monolithicSparse":
+		case "subformat":
 			spec.Subformat = opt
+		case "shrink":
+			spec.Shrink = opt
+		case "bmap":
+			spec.Bmap = true
 		default:
 			return spec, fmt.Errorf("--to %s: unknown option %q", item, opt)
 		}
@@ -158,4 +160,37 @@ func parseTo(name, item string) (disk.OutputSpec, error) {
 		return spec, fmt.Errorf("--to %s: %w", item, err)
 	}
 	return spec, nil
+}
+
+// toOption names the option that opt, written in a --to item, sets: the option of any format
+// whose values include it (Validate then says whether the item's format takes it), or the
+// boolean option called opt. It is "" for what no format takes.
+func toOption(opt string) string {
+	for _, f := range formats.All() {
+		for _, o := range f.Options {
+			if slices.Contains(o.Values, opt) || (o.Values == nil && o.Key == opt) {
+				return o.Key
+			}
+		}
+	}
+	return ""
+}
+
+// toExamples lists the --to items for --help: each format alone, then with each option value
+// that is not its default.
+func toExamples() []string {
+	var out []string
+	for _, f := range formats.All() {
+		out = append(out, f.Name)
+		for _, o := range f.Options {
+			if o.Values == nil {
+				out = append(out, f.Name+"+"+o.Key)
+				continue
+			}
+			for _, v := range o.Values[1:] {
+				out = append(out, f.Name+"+"+v)
+			}
+		}
+	}
+	return out
 }

@@ -8,10 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ingot-build/ingot/bake"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/libvirt"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
 )
 
@@ -24,58 +24,68 @@ var driverFlags = []cli.Flag{
 // drivers holds the hypervisor drivers a command's builds use, each made once: one libvirt
 // connection (and one KVM probe) serves every build of `ingot build -j N`.
 type drivers struct {
-	byName map[string]hypervisor.Driver
-	tools  map[string]bake.ToolInfo
-	close  []func() error
+	byName map[hypervisor.DriverName]hypervisor.Driver
+	tools  map[hypervisor.DriverName]manifest.Tool
+	closes []driverClose
+	log    *slog.Logger
 }
 
-// driverFor is the driver a recipe builds with: --driver wins over machine.driver.
-func driverFor(c *cli.Context, r *recipes.Recipe) string {
+// driverClose releases one driver's connection.
+type driverClose struct {
+	name hypervisor.DriverName
+	fn   func() error
+}
+
+// driverFor is the driver a recipe builds with: --driver wins over machine.driver. Both names
+// are known ones by then: openDrivers checks --driver, and loading a recipe checks machine.driver.
+func driverFor(c *cli.Context, r *recipes.Recipe) hypervisor.DriverName {
 	if d := c.String("driver"); d != "" {
-		return d
+		return hypervisor.DriverName(d)
 	}
 	if r.Machine.Driver != "" {
-		return r.Machine.Driver
+		return hypervisor.DriverName(r.Machine.Driver)
 	}
-	return "qemu"
+	return hypervisor.DriverQEMU
 }
 
 // openDrivers connects every driver the recipes need before any build starts, so a stopped
 // libvirtd or a wrong URI fails the command in its first second, not after a download.
-func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base bake.ToolInfo) (*drivers, error) {
-	if d := c.String("driver"); d != "" && d != "qemu" && d != "libvirt" {
-		return nil, usageError{fmt.Errorf("--driver %q: want qemu or libvirt", d)}
+func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base manifest.Tool) (*drivers, error) {
+	if d := c.String("driver"); d != "" {
+		if _, err := hypervisor.ParseDriverName(d); err != nil {
+			return nil, usageError{fmt.Errorf("--driver %w", err)}
+		}
 	}
-	var names []string
+	var names []hypervisor.DriverName
 	for _, r := range rs {
 		if n := driverFor(c, r); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
-	if !slices.Contains(names, "libvirt") && (c.IsSet("connect") || c.IsSet("pool")) {
+	if !slices.Contains(names, hypervisor.DriverLibvirt) && (c.IsSet("connect") || c.IsSet("pool")) {
 		return nil, usageError{errors.New("--connect and --pool are for the libvirt driver: add --driver libvirt (or machine.driver: libvirt in the recipe)")}
 	}
-	ds := &drivers{byName: map[string]hypervisor.Driver{}, tools: map[string]bake.ToolInfo{}}
+	ds := &drivers{byName: map[hypervisor.DriverName]hypervisor.Driver{}, tools: map[hypervisor.DriverName]manifest.Tool{}, log: log}
 	for _, n := range names {
 		tool := base
-		tool.Driver = n
+		tool.Driver = string(n)
 		switch n {
-		case "qemu":
+		case hypervisor.DriverQEMU:
 			ds.byName[n] = qemu.New(qemu.WithLogger(log))
 			if bin, err := qemu.FindBinary(c.Context, "x86_64"); err == nil {
 				tool.QEMUVersion = bin.Version
 			}
-		case "libvirt":
+		case hypervisor.DriverLibvirt:
 			d, err := libvirt.New(c.Context, libvirt.Options{URI: c.String("connect"), Pool: c.String("pool"), Logger: log})
 			if err != nil {
 				ds.Close()
 				return nil, err
 			}
-			ds.close = append(ds.close, d.Close)
+			ds.closes = append(ds.closes, driverClose{n, d.Close})
 			ds.byName[n] = d
 			info := d.Info()
 			tool.QEMUVersion = info.QEMUVersion
-			tool.Libvirt = &bake.LibvirtInfo{URI: info.URI, Host: info.Hostname, Version: info.LibvirtVersion, Pool: info.Pool}
+			tool.Libvirt = &manifest.Libvirt{URI: info.URI, Host: info.Hostname, Version: info.LibvirtVersion, Pool: info.Pool}
 			log.Info("libvirt connected", "uri", info.URI, "host", info.Hostname, "libvirt", info.LibvirtVersion, "qemu", info.QEMUVersion, "pool", info.Pool)
 		}
 		ds.tools[n] = tool
@@ -83,9 +93,13 @@ func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base ba
 	return ds, nil
 }
 
-// Close releases the drivers' connections, after every build ended.
+// Close releases the drivers' connections, after every build ended. A failure is logged, not
+// returned: the builds' results are in by then, and a connection that did not close cleanly
+// (an SSH tunnel to a remote libvirtd) changes none of them.
 func (ds *drivers) Close() {
-	for _, f := range ds.close {
-		_ = f()
+	for _, c := range ds.closes {
+		if err := c.fn(); err != nil {
+			ds.log.Warn("closing the hypervisor driver failed", "driver", c.name, "err", err)
+		}
 	}
 }

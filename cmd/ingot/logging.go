@@ -5,10 +5,53 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ingot-build/ingot/internal/progress"
 )
+
+// output is where a command's log and progress go, chosen by where stderr ends up (DESIGN.md, CLI
+// shape): on a terminal, progress bars with the log lines printed above them; with --log-format
+// json, one JSON event a line, progress events among them; anywhere else, plain lines, a progress
+// line every 10 s among them.
+type output struct {
+	Log      *slog.Logger
+	Progress progress.Tasks
+	bars     *progress.Bars // nil without a terminal
+}
+
+// newOutput sets up the log and progress written to w. getenv is os.Getenv outside tests.
+//
+// Bars need a terminal that understands cursor movements, so a dumb terminal (TERM=dumb) gets plain
+// lines; so does CI (CI set, as CI systems set it), whose log keeps every frame a bar redraws even
+// where the job runs under a pseudo-terminal.
+func newOutput(w io.Writer, format string, verbose bool, getenv func(string) string) (*output, error) {
+	var bars *progress.Bars
+	if f, ok := w.(*os.File); ok && (format == "text" || format == "") &&
+		progress.IsTerminal(f) && getenv("CI") == "" && getenv("TERM") != "dumb" {
+		bars = progress.NewBars(f)
+		w = bars
+	}
+	log, err := newLogger(w, format, verbose)
+	if err != nil {
+		return nil, err // a bad format never made bars
+	}
+	if bars != nil {
+		return &output{Log: log, Progress: bars, bars: bars}, nil
+	}
+	return &output{Log: log, Progress: progress.NewLog(log, 10*time.Second)}, nil
+}
+
+// Close draws the last frame of the bars and stops drawing: what is written to w afterwards
+// goes straight to it. It is safe to call more than once.
+func (o *output) Close() {
+	if o.bars != nil {
+		o.bars.Close()
+	}
+}
 
 // newLogger returns the build log: one JSON object a line for CI (--log-format json), or short
 // timestamped lines for people.
@@ -42,6 +85,10 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	var prefix []string
 	var rest strings.Builder
 	add := func(a slog.Attr) bool {
+		a.Value = a.Value.Resolve()
+		if a.Equal(slog.Attr{}) { // slog's rule for handlers: an empty Attr is not printed
+			return true
+		}
 		switch a.Key {
 		case "build", "step":
 			prefix = append(prefix, a.Value.String())

@@ -9,19 +9,22 @@ import (
 
 	"github.com/ingot-build/ingot/bake"
 	"github.com/ingot-build/ingot/internal/metrics"
+	"github.com/ingot-build/ingot/manifest"
 )
 
 func TestBuildMetrics(t *testing.T) {
 	start := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
 	end := start.Add(90 * time.Second)
-	m := &bake.Manifest{
-		Steps:        []bake.StepTiming{{Step: "boot", Seconds: 40}, {Step: "provision", Seconds: 30}},
-		Provisioners: []bake.StepTiming{{Step: "provision[0] shell", At: "r.yaml:9:5", Seconds: 30}},
-		Outputs:      []bake.OutputFile{{File: "web.qcow2", Format: "qcow2", Size: 1 << 20}, {File: "web.raw.bmap", Format: "bmap", Size: 900}},
+	// A recipe step is a unit of the build's steps, and the manifest repeats it in provisioners:
+	// it is one series, not two.
+	prov := manifest.StepTiming{Step: "provision[0] shell", At: "r.yaml:9:5", Seconds: 30}
+	m := &manifest.Manifest{
+		Steps:        []manifest.StepTiming{{Step: "boot", Seconds: 40}, prov, {Step: "inventory", Seconds: 1}},
+		Provisioners: []manifest.StepTiming{prov},
+		Outputs:      []manifest.File{{File: "web.qcow2", Format: "qcow2", Size: 1 << 20}, {File: "web.raw.bmap", Format: "bmap", Size: 900}},
 	}
-	failedAt := &bake.StepError{Step: "provision", Err: errors.New("exit 1"),
-		Steps:        []bake.StepTiming{{Step: "boot", Seconds: 40}, {Step: "provision", Seconds: 2}},
-		Provisioners: []bake.StepTiming{{Step: "provision[0] shell", Seconds: 2}}}
+	failedAt := &bake.StepError{Step: "provision[0] shell", At: "r.yaml:9:5", Err: errors.New("exit 1"),
+		Steps: []manifest.StepTiming{{Step: "boot", Seconds: 40}, {Step: "provision[0] shell", At: "r.yaml:9:5", Seconds: 2}}}
 	tests := []struct {
 		name string
 		res  *bake.Result
@@ -29,10 +32,10 @@ func TestBuildMetrics(t *testing.T) {
 		want metrics.Build
 	}{
 		{"success", &bake.Result{Manifest: m}, nil, metrics.Build{Recipe: "web", Success: true, Started: start, Finished: end,
-			Steps:     []metrics.Step{{Name: "boot", Seconds: 40}, {Name: "provision", Seconds: 30}, {Name: "provision[0] shell", Seconds: 30}},
+			Steps:     []metrics.Step{{Name: "boot", Seconds: 40}, {Name: "provision[0] shell", Seconds: 30}, {Name: "inventory", Seconds: 1}},
 			Artifacts: []metrics.Artifact{{File: "web.qcow2", Format: "qcow2", Bytes: 1 << 20}, {File: "web.raw.bmap", Format: "bmap", Bytes: 900}}}},
 		{"failed step, wrapped", nil, fmt.Errorf("web: %w", failedAt), metrics.Build{Recipe: "web", Started: start, Finished: end,
-			Steps: []metrics.Step{{Name: "boot", Seconds: 40}, {Name: "provision", Seconds: 2}, {Name: "provision[0] shell", Seconds: 2}}}},
+			Steps: []metrics.Step{{Name: "boot", Seconds: 40}, {Name: "provision[0] shell", Seconds: 2}}}},
 		{"failed before any step", nil, errors.New("bake: Recipe, Driver and Sources are required"), metrics.Build{Recipe: "web", Started: start, Finished: end}},
 	}
 	for _, tt := range tests {

@@ -7,8 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ingot-build/ingot/disk"
+	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/internal/qemuimg"
 )
 
 func versionCommand() *cli.Command {
@@ -27,13 +28,13 @@ func versionCommand() *cli.Command {
 			} else {
 				fmt.Fprintf(w, "qemu-system-x86_64\t%s (QEMU %s, %s)\n", bin.Path, bin.Version, bin.Package)
 			}
-			if img, err := disk.FindQemuImg(ctx); err != nil {
+			if img, err := qemuimg.Find(ctx); err != nil {
 				fmt.Fprintf(w, "qemu-img\tmissing: %v\n", err)
 			} else {
 				fmt.Fprintf(w, "qemu-img\t%s (%s)\n", img.Path, img.Version)
 			}
 			if err == nil {
-				acc := qemu.ChooseAccel(ctx, bin.Path, qemu.AccelAuto)
+				acc := qemu.ChooseAccel(ctx, bin.Path, hypervisor.AccelAuto)
 				fmt.Fprintf(w, "accelerator\t%s (cpu %s): %s\n", acc.Name, acc.CPU, acc.Reason)
 			}
 			return w.Flush()
