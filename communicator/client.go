@@ -69,6 +69,8 @@ type Client struct {
 	mu     sync.Mutex
 	conn   *ssh.Client
 	stopKA func()
+	// lost says why keepalives closed the connection, for the errors of the commands it broke.
+	lost error
 }
 
 // Connect waits for the guest's sshd at cfg.Addr and returns a Client once a session is
@@ -152,13 +154,28 @@ func (c *Client) setConn(conn *ssh.Client) {
 	c.mu.Lock()
 	c.conn = conn
 	c.stopKA = func() { once.Do(func() { close(stop) }) }
+	c.lost = nil
 	c.mu.Unlock()
-	go keepalive(conn, keepaliveInterval, stop, c.log)
+	go keepalive(conn, keepaliveInterval, stop, c.log, func(err error) {
+		c.mu.Lock()
+		if c.conn == conn {
+			c.lost = err
+		}
+		c.mu.Unlock()
+	})
+}
+
+// lostReason is why keepalives closed the current connection, or nil.
+func (c *Client) lostReason() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
 }
 
 // keepalive probes conn every interval and closes it when a probe goes unanswered for three
-// intervals, so commands and transfers on a dead guest fail instead of hanging.
-func keepalive(conn *ssh.Client, interval time.Duration, stop <-chan struct{}, log *slog.Logger) {
+// intervals, so commands and transfers on a dead guest fail instead of hanging; lost is told
+// why first, so that their errors can say it.
+func keepalive(conn *ssh.Client, interval time.Duration, stop <-chan struct{}, log *slog.Logger, lost func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -182,6 +199,7 @@ func keepalive(conn *ssh.Client, interval time.Duration, stop <-chan struct{}, l
 			}
 		case <-wait.C:
 			log.Warn("ssh keepalive unanswered; closing the connection", "after", 3*interval)
+			lost(fmt.Errorf("the guest answered no SSH keepalive for %s: its network, its sshd or the guest itself is gone", 3*interval))
 			if err := closeConn(conn); err != nil {
 				log.Debug("closing the unanswered connection", "err", err)
 			}

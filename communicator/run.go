@@ -124,6 +124,8 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	switch {
 	case errors.As(err, &ee):
 		return fmt.Errorf("running %s: %w", cmd.describe(), &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal()})
+	case c.lostReason() != nil:
+		return fmt.Errorf("running %s: %w (%w)", cmd.describe(), c.lostReason(), err)
 	case errors.As(err, &missing):
 		return fmt.Errorf("running %s: the connection ended before the command reported its exit status (did the guest reboot or die?): %w", cmd.describe(), err)
 	default:

@@ -38,6 +38,19 @@ func qemuRunning(name string) []string {
 	return procs
 }
 
+// waitNoQEMU fails the test if a QEMU of the named machine is still running 10 s after its build
+// ended: no child outlives a build, whatever ends it.
+func waitNoQEMU(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(qemuRunning(name)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("QEMU outlived the build: %v", qemuRunning(name))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // Ctrl-C or SIGTERM in the middle of a build (here: while the guest boots) stops QEMU, removes the
 // work dir and publishes nothing, says where it was interrupted, and exits 130. SIGKILL, which no
 // process can handle, still leaves no QEMU (parent-death signal) and no output.
@@ -114,13 +127,7 @@ func TestInterruptedBuildLeavesNothing(t *testing.T) {
 					t.Errorf("promtool check metrics: %v\n%s", err, out)
 				}
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for len(qemuRunning(name)) > 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("QEMU outlived the build: %v", qemuRunning(name))
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			waitNoQEMU(t, name)
 			if entries, _ := os.ReadDir(out); len(entries) != 0 {
 				t.Errorf("the interrupted build left outputs: %v", entries)
 			}
