@@ -42,6 +42,17 @@ type Spec struct {
 
 	// ExtraArgs are appended to the driver's command line as they are: the escape hatch.
 	ExtraArgs []string
+
+	// Incoming is a state file that Checkpointer.Checkpoint wrote: the machine starts from it,
+	// where the checkpointed one was, instead of booting, and Start returns once the guest runs
+	// again. The spec must describe the same machine (devices, memory, CPUs, firmware) as the one
+	// checkpointed; its disks may be at other paths, holding what the checkpointed disks held
+	// (a new overlay on a copy taken while Checkpoint left the guest paused). The SSH forward
+	// gets a fresh port as usual. The guest's clock is behind by the time the machine spent
+	// saved: the caller resyncs it. A missing or damaged file, or a spec that does not match
+	// the saved machine, fails Start with the file's name and leaves no machine running. Only
+	// a driver whose machines are Checkpointers honours it (the QEMU driver).
+	Incoming string
 }
 
 // Disk is a drive attached to the machine.
@@ -101,6 +112,24 @@ type Machine interface {
 type KeySender interface {
 	SendKeys(ctx context.Context, sequence string) error
 }
+
+// Checkpointer is a machine whose whole state can be saved to a file and restored later in a new
+// machine (Spec.Incoming). Optional, like KeySender; the libvirt driver does not implement it.
+type Checkpointer interface {
+	// Checkpoint pauses the guest and writes its RAM and device state, zstd-compressed, to
+	// statePath (written to a temp name in the same dir, fsynced, renamed: never half-written
+	// at statePath). It returns with the guest still paused and its disks flushed and released
+	// (QEMU inactivates block devices when a migration completes), so that the caller can copy
+	// the disk overlay consistently; Resume continues the same machine. On error the guest may
+	// be paused too, and nothing is left at statePath: Resume goes on without the checkpoint.
+	Checkpoint(ctx context.Context, statePath string) error
+	// Resume continues a machine paused by Checkpoint (QMP cont, which re-activates its disks).
+	Resume(ctx context.Context) error
+}
+
+// Restorer is a driver that can start machines from a state file (Spec.Incoming), so that a
+// build asks before it relies on it: a driver that is not one (libvirt) refuses Spec.Incoming.
+type Restorer interface{ CanRestore() bool }
 
 // UntilStopped returns a copy of ctx that also ends when stopped closes, with why() as its cause
 // (context.Cause). A KeySender types under it, so that a wait between keys ends as soon as the

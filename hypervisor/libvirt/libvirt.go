@@ -169,6 +169,10 @@ func (d *Driver) Close() error {
 // Start uploads the spec's files, starts the domain and returns once its console is captured and
 // the SSH forward's port is known. The guest then boots on its own; the caller waits for SSH.
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	if spec.Incoming != "" {
+		// Its machines are not Checkpointers: booting instead would pass for a restore.
+		return nil, fmt.Errorf("start %s from the checkpoint %s: %w", spec.Name, spec.Incoming, hypervisor.ErrNotSupported)
+	}
 	m, err := d.start(ctx, spec)
 	if err != nil {
 		return nil, err

@@ -354,3 +354,15 @@ func TestKillIsBoundedByContext(t *testing.T) {
 		t.Fatal("the teardown did not finish")
 	}
 }
+
+// The libvirt driver restores no checkpoint: a spec with Incoming is refused with
+// ErrNotSupported before anything is asked of the daemon, not booted as if it were restored.
+func TestStartRefusesIncoming(t *testing.T) {
+	_, err := (&Driver{}).Start(context.Background(), hypervisor.Spec{Name: "x", Incoming: "/nonexistent/state.zst"})
+	if !errors.Is(err, hypervisor.ErrNotSupported) || !strings.Contains(err.Error(), "/nonexistent/state.zst") {
+		t.Fatalf("Start with Incoming = %v, want ErrNotSupported naming the file", err)
+	}
+	if _, ok := any(&Driver{}).(hypervisor.Restorer); ok {
+		t.Error("the libvirt driver says it can restore")
+	}
+}

@@ -29,6 +29,9 @@ type launch struct {
 //     port at bind time, read back over QMP, so concurrent builds never collide.
 //   - pvpanic with -action panic=pause (QEMU ≥ 6.0): a kernel panic becomes a GUEST_PANICKED
 //     event, and the guest stays for its console to be read.
+//   - a restore (Spec.Incoming) adds -incoming defer: QEMU builds the machine and waits for
+//     migrate-incoming over QMP (restore.go), so the migration parameters and the stream's
+//     source are given after QMP is up, not on the command line.
 func (l launch) argv() []string {
 	s := l.spec
 	machine := s.Machine
@@ -66,6 +69,9 @@ func (l launch) argv() []string {
 	}
 	if s.NoReboot {
 		a = append(a, "-no-reboot")
+	}
+	if s.Incoming != "" {
+		a = append(a, "-incoming", "defer")
 	}
 	return append(a, s.ExtraArgs...)
 }

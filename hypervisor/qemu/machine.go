@@ -41,6 +41,8 @@ type Machine struct {
 	consoleDone chan struct{} // QEMU's stdout reached its end: the console log has every byte
 	procDone    chan struct{} // QEMU exited and its console is read to the end
 
+	migrateMu sync.Mutex // one Checkpoint or Resume at a time: QEMU runs one migration at a time
+
 	done     chan struct{} // the guest stopped running
 	doneOnce sync.Once
 

@@ -71,7 +71,8 @@ func New(opts ...Option) *Driver {
 var _ hypervisor.Driver = (*Driver)(nil)
 
 // Start starts a machine and returns once QMP is up and the SSH forward's port is known. The
-// machine then boots on its own; the caller waits for SSH.
+// machine then boots on its own; the caller waits for SSH. A machine restored from a checkpoint
+// (Spec.Incoming) is returned once its guest runs again (restore.go).
 func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
 	m, err := d.start(ctx, spec)
 	if err != nil {
@@ -79,6 +80,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 	}
 	return m, nil
 }
+
+// CanRestore reports that this driver starts machines from checkpoints (Spec.Incoming): it
+// always does; bake/checkpoint.go asks drivers this before it uses checkpoints.
+func (d *Driver) CanRestore() bool { return true }
 
 func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, error) {
 	spec = spec.WithDefaults()
@@ -89,6 +94,16 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, err
 		return nil, fmt.Errorf("start machine: work dir: %w", err)
 	} else if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("start machine: work dir %s is %v; it must be private (0700): it holds the monitor socket and firmware state", spec.WorkDir, fi.Mode().Perm())
+	}
+	var incoming *os.File
+	if spec.Incoming != "" {
+		// Before anything starts: a missing or foreign state file starts no QEMU.
+		f, err := openState(spec.Incoming)
+		if err != nil {
+			return nil, fmt.Errorf("start machine: %w", err)
+		}
+		incoming = f
+		defer incoming.Close()
 	}
 	bin, err := d.binary(ctx, spec.Arch)
 	if err != nil {
@@ -157,6 +172,13 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, err
 		return nil, errors.Join(err, m.Kill(kctx))
 	}
 	m.log.Debug("qmp ready", "after", time.Since(started))
+	if incoming != nil {
+		if err := m.restore(ctx, incoming); err != nil {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+			defer cancel()
+			return nil, errors.Join(m.startError(fmt.Errorf("restore from %s: %w", spec.Incoming, err)), m.Kill(kctx))
+		}
+	}
 	return m, nil
 }
 

@@ -65,34 +65,6 @@ func TestPanicReportedWithConsoleTail(t *testing.T) {
 	t.Logf("reported: %v", ge)
 }
 
-// UEFI guest: boots to SSH under OVMF with a qcow2 vars copy, then powers off cleanly through QMP.
-func TestUEFIBootToSSHAndCleanShutdown(t *testing.T) {
-	t.Parallel()
-	d := qemu.New(qemu.WithLogger(testguest.Logger(t)))
-	spec, access := testguest.CloudSpec(t, firmware.UEFI, "uefi")
-	m := start(t, d, spec)
-	if m.Firmware().Kind != firmware.UEFI || m.Accel().Name != hypervisor.AccelTCG {
-		t.Errorf("firmware %+v accel %+v", m.Firmware(), m.Accel())
-	}
-	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
-	out, err := testguest.Run(c, "test -d /sys/firmware/efi && echo uefi || echo bios; cloud-init status --wait")
-	if err != nil || !strings.Contains(out, "uefi") {
-		t.Fatalf("guest: %v: %s", err, out)
-	}
-	c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := m.Shutdown(ctx); err != nil {
-		t.Fatalf("shutdown: %v", err)
-	}
-	if err := m.Wait(ctx); err != nil {
-		t.Fatalf("after a clean shutdown Wait = %v", err)
-	}
-	if !hasEvent(m.Events(), "SHUTDOWN") {
-		t.Errorf("no SHUTDOWN event among %v", m.Events())
-	}
-}
-
 func hasEvent(events []hypervisor.Event, name string) bool {
 	for _, e := range events {
 		if e.Name == name {
