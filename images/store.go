@@ -10,6 +10,8 @@
 //	lock                     flock(2): one writer at a time, across processes
 //	holds/<id>               a build's hold: the layers it uses but has not named yet, one
 //	                         digest a line, flock(2)-held by the build for as long as it runs
+//	                         (and the keys of the checkpoints it restored from)
+//	checkpoints/             saved build machines, private (see checkpoint.go)
 //
 // A layer's backing file is another layer, by absolute path, so layers never move. A layer is
 // written to a temporary name, hashed, then renamed into place; a name is written last, atomically:
@@ -48,6 +50,7 @@ var ErrNotFound = errors.New("no such image in the store")
 // Store is an image store directory. It is safe for concurrent use by several processes.
 type Store struct {
 	dir string
+	now func() time.Time // checkpoints' Created and Used; a field so tests can age them
 }
 
 // Layer is one content-addressed file in the store.
@@ -70,11 +73,18 @@ type Image struct {
 
 // Open opens (creating if needed) the store at dir.
 func Open(dir string) (*Store, error) {
-	s := &Store{dir: dir}
+	s := &Store{dir: dir, now: time.Now}
 	for _, d := range []string{dir, s.layerDir(), s.nameDir(), s.holdDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
+	}
+	// Checkpoints hold RAM images and the build's keys: private, also in a store made before.
+	if err := os.MkdirAll(s.ckptDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	if err := os.Chmod(s.ckptDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	return s, nil
 }
@@ -208,6 +218,15 @@ func (s *Store) layer(digest string) (Layer, error) {
 	return l, nil
 }
 
+// LayerFile is the path of a stored layer's file, for a disk to back on.
+func (s *Store) LayerFile(digest string) (string, error) {
+	l, err := s.layer(digest)
+	if err != nil {
+		return "", err
+	}
+	return l.Path, nil
+}
+
 // Tag names a layer, replacing what the name named before, then frees the layers that nothing
 // needs any more: the one the name held before, if no other name or hold needs it, and those of
 // builds that died before naming theirs. It returns the freed layers' digests.
@@ -318,8 +337,12 @@ func (s *Store) Remove(ctx context.Context, names ...string) ([]string, error) {
 	return s.collect()
 }
 
-// collect deletes layers that neither a name nor a live hold needs; the lock is held.
+// collect deletes layers that neither a name, a checkpoint nor a live hold needs, and what dead
+// checkpoint writers left; the lock is held.
 func (s *Store) collect() ([]string, error) {
+	if err := s.sweepCheckpoints(); err != nil {
+		return nil, err
+	}
 	keep := map[string]bool{}
 	need := func(d string) {
 		for d != "" && !keep[d] {
@@ -347,7 +370,11 @@ func (s *Store) collect() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range held {
+	cps, err := s.checkpointLayers()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range append(held, cps...) {
 		need(d)
 	}
 	files, err := os.ReadDir(s.layerDir())
