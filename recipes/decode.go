@@ -345,6 +345,10 @@ func (d *decoder) boolean(path string, n ast.Node) (bool, bool) {
 			return false, true
 		}
 	}
+	if s.kind == "null" {
+		d.errorf(d.at(s.node), path, "", "is empty; want true or false")
+		return false, false
+	}
 	hint := ""
 	if s.kind == "string" && slices.Contains([]string{"yes", "no", "on", "off", "y", "n"}, strings.ToLower(s.text)) {
 		hint = "YAML 1.2 reads " + s.text + " as a string; write true or false"

@@ -93,6 +93,7 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"provision[0].file.direction":  "upload",
 		"provision[0].reboot.timeout":  "1m",
 		"provision[0].wait_cloud_init": map[string]any{},
+		"provision[0].cache":           false,
 		"generalize.keep":              []any{"logs"},
 		"outputs[0].format":            "raw",
 		"outputs[0].compress":          "zstd",
@@ -161,6 +162,8 @@ func skeleton(leaf string) map[string]any {
 			conf = filepath.Dir(conf) // dir_mode is for trees only
 		}
 		r["provision"] = []any{map[string]any{"file": map[string]any{"src": conf, "dst": "/etc/x"}}}
+	case leaf == "provision[0].cache":
+		r["provision"] = []any{map[string]any{"shell": "true"}} // cache: goes beside a kind
 	case strings.HasPrefix(leaf, "provision[0].reboot."):
 		r["provision"] = []any{map[string]any{"reboot": map[string]any{}}}
 	case strings.HasPrefix(leaf, "provision[0]."):

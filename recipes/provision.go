@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,7 +41,7 @@ func (d *decoder) step(p string, n ast.Node) (Step, bool) {
 		return Step{}, false
 	}
 	st := Step{Pos: d.at(n)}
-	kinds := yamlKeys[Step]()
+	kinds := stepKinds()
 	if s, ok := n.(*ast.StringNode); ok {
 		d.errorf(d.at(n), p, "write - shell: "+strconv.Quote(s.Value), "a step is a mapping such as shell: COMMAND, got a string")
 		return st, false
@@ -49,9 +50,14 @@ func (d *decoder) step(p string, n ast.Node) (Step, bool) {
 		d.errorf(d.at(n), p, "use one of "+strings.Join(kinds, ", "), "the step is empty")
 		return st, false
 	}
-	f, ok := d.mapping(p, st.Pos, n, false, kinds)
+	f, ok := d.mapping(p, st.Pos, n, false, yamlKeys[Step]())
 	if !ok {
 		return st, false
+	}
+	if cn, ok := f.get(stepCacheKey); ok {
+		if v, ok := d.boolean(f.child(stepCacheKey), cn); ok {
+			st.NoCache = !v
+		}
 	}
 	var found []string
 	for _, k := range kinds {
@@ -61,7 +67,10 @@ func (d *decoder) step(p string, n ast.Node) (Step, bool) {
 	}
 	switch len(found) {
 	case 0:
-		return st, false // only unknown keys, each reported
+		if len(f.vals) == f.raw { // only cache:, which is no step; unknown keys were each reported
+			d.errorf(st.Pos, p, "write cache: false beside the kind of the step it applies to, in the same list item (no - of its own)", "has cache: but no step; a step is one of %s", strings.Join(kinds, ", "))
+		}
+		return st, false
 	case 1:
 	default:
 		second := f.child(found[1])
@@ -72,6 +81,16 @@ func (d *decoder) step(p string, n ast.Node) (Step, bool) {
 	kp := f.child(st.Kind)
 	kn, _ := f.get(st.Kind)
 	ok = true
+	// cache: written inside the kind's mapping is reported there as an unknown key; the hint
+	// says where it goes instead of listing the kind's own keys.
+	reported := len(d.errs)
+	defer func() {
+		for _, e := range d.errs[reported:] {
+			if e.Path == join(kp, stepCacheKey) && e.Msg == "unknown key" {
+				e.Hint = "cache: belongs to the step: write it beside " + st.Kind + ":, not inside it"
+			}
+		}
+	}()
 	switch st.Kind {
 	case StepShell:
 		st.Shell, ok = d.shell(kp, kn)
@@ -89,6 +108,14 @@ func (d *decoder) step(p string, n ast.Node) (Step, bool) {
 		_, ok = d.mapping(kp, d.positions[kp], kn, true, yamlKeys[WaitCloudInit]())
 	}
 	return st, ok
+}
+
+// stepCacheKey is the key of Step.NoCache, the one key of a step that is not its kind.
+const stepCacheKey = "cache"
+
+// stepKinds lists the keys that name a step's kind: every key of a step but cache.
+func stepKinds() []string {
+	return slices.DeleteFunc(yamlKeys[Step](), func(k string) bool { return k == stepCacheKey })
 }
 
 func (d *decoder) shell(p string, n ast.Node) (*Shell, bool) {

@@ -177,6 +177,11 @@ type Step struct {
 	File          *File          `yaml:"file"`
 	Reboot        *Reboot        `yaml:"reboot"`
 	WaitCloudInit *WaitCloudInit `yaml:"wait_cloud_init"`
+	// NoCache is set by `cache: false`, written beside the step's kind: the step's result
+	// depends on more than its inputs (apt-get upgrade fetches whatever the mirror has today),
+	// so it always runs, and so does every step after it, whatever checkpoints exist. The key is
+	// not a step kind (see stepKinds).
+	NoCache bool `yaml:"cache"`
 	// Pos is where the step starts, so a failing step can name its line.
 	Pos Pos `yaml:"-"`
 }
