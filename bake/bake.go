@@ -53,6 +53,10 @@ type Options struct {
 	Progress progress.Reporter
 	// Accel overrides the recipe's machine.accel when set.
 	Accel hypervisor.Accel
+	// NoCache neither restores nor takes checkpoints (--no-cache).
+	NoCache bool
+	// Force builds even when the published outputs are up to date with the inputs (--force).
+	Force bool
 	// Tool is recorded in the manifest.
 	Tool manifest.Tool
 }
@@ -61,6 +65,9 @@ type Options struct {
 type Result struct {
 	Dir      string // OutDir/NAME
 	Manifest *manifest.Manifest
+	// UpToDate says nothing ran: the build published in Dir was made from the same inputs, and
+	// its files are still what its manifest says. Manifest is that build's.
+	UpToDate bool
 }
 
 // StepError is a failed build, with the unit it failed in.
@@ -110,6 +117,7 @@ func Check(r *recipes.Recipe) error {
 type unit struct {
 	name   string // "connect", "provision[1] shell"
 	recipe *recipes.Step
+	index  int // the recipe step's index in the provision list
 	run    func(context.Context) error
 }
 
@@ -133,8 +141,19 @@ func (b *build) units() []unit {
 	for i := range b.r.Provision {
 		s := &b.r.Provision[i]
 		name := provisionName(i, s)
-		us = append(us, unit{name: name, recipe: s,
-			run: b.onGuest(name, func(ctx context.Context) error { return b.provision(ctx, i, s) })})
+		us = append(us, unit{name: name, recipe: s, index: i,
+			run: b.onGuest(name, func(ctx context.Context) error {
+				if err := b.provision(ctx, i, s); err != nil {
+					return err
+				}
+				// Checkpoint after each step but the last: what follows it (generalize,
+				// outputs) is redone by any build that gets that far, and a build with the
+				// same last step too is up to date.
+				if i < len(b.r.Provision)-1 {
+					b.saveCheckpoint(ctx, i+1)
+				}
+				return nil
+			})})
 	}
 	return append(us,
 		unit{name: "inventory", run: b.onGuest("inventory", b.inventory)},
@@ -155,12 +174,28 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return b.bake(ctx)
 }
 
-// bake checks the recipe, runs the units, then the cleanups.
+// bake checks the recipe and whether the published build is up to date with it; if not, it runs
+// the units, then the cleanups.
 func (b *build) bake(ctx context.Context) (*Result, error) {
 	if err := Check(b.r); err != nil {
 		return nil, &StepError{Step: "plan", Err: err}
 	}
+	inputs, err := b.inputsDigest(ctx)
+	if err != nil {
+		return nil, &StepError{Step: "plan", Err: err}
+	}
+	b.inputs = inputs
+	if !b.opts.Force {
+		if m, ok := b.upToDate(ctx, inputs); ok {
+			b.log.Info("up to date: the published build was made from the same inputs, and its files are intact; --force rebuilds",
+				"dir", b.outDir, "build", m.BuildID, "finished", m.Finished)
+			return &Result{Dir: b.outDir, Manifest: m, UpToDate: true}, nil
+		}
+	}
 	runErr := b.run(ctx, b.units())
+	if err := b.finishCheckpoints(context.WithoutCancel(ctx)); err != nil {
+		b.log.Warn("holding the checkpoints to their size cap", "err", err)
+	}
 	cleanErr := b.cleanup()
 	if runErr != nil {
 		return nil, errors.Join(runErr, cleanErr)
@@ -184,11 +219,20 @@ func (b *build) run(ctx context.Context, units []unit) error {
 			log.Error("build interrupted before the step started")
 			return &StepError{Step: u.name, At: u.at(), Err: fmt.Errorf("interrupted: %w", err), Steps: b.timings}
 		}
+		if b.restored(u) {
+			log.Info("step restored from the checkpoint", "checkpoint", short(b.ck.resumed.Key))
+			b.timings = append(b.timings, manifest.StepTiming{Step: u.name, At: u.at(), Restored: true, Checkpoint: b.ck.resumed.Key})
+			if u.recipe != nil {
+				b.provTimings = append(b.provTimings, b.timings[len(b.timings)-1])
+			}
+			continue
+		}
 		started := time.Now()
 		log.Info("step start")
 		err := u.run(ctx)
 		took := time.Since(started)
 		t := manifest.StepTiming{Step: u.name, At: u.at(), Seconds: took.Seconds(), Waiting: b.waits.within(started, started.Add(took)).Seconds()}
+		t.Checkpoint, b.ck.taken = b.ck.taken, "" // the checkpoint the unit took after its work
 		b.timings = append(b.timings, t)
 		if u.recipe != nil {
 			b.provTimings = append(b.provTimings, t)

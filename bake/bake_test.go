@@ -74,6 +74,15 @@ func (s *syncBuffer) String() string {
 func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak func(*bake.Options)) (*bake.Result, string, error) {
 	t.Helper()
 	dir := t.TempDir()
+	res, err := runBuildIn(t, dir, recipeYAML, files, tweak)
+	return res, dir, err
+}
+
+// runBuildIn is runBuild in dir, whose caches, image store and outputs a build before it may have
+// filled. Builds take no checkpoints unless tweak says so: the tests of other things need not pay
+// for them (checkpoint_test.go tests them).
+func runBuildIn(t *testing.T, dir, recipeYAML string, files map[string]string, tweak func(*bake.Options)) (*bake.Result, error) {
+	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -106,7 +115,7 @@ func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak fu
 	defer cancel()
 	opts := bake.Options{
 		Recipe: r, OutDir: out, WorkRoot: filepath.Join(dir, "work"), Logger: log,
-		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher, Images: store,
+		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher, Images: store, NoCache: true,
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -115,7 +124,7 @@ func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak fu
 	if err := os.WriteFile(filepath.Join(dir, "build.log"), []byte(logs.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return res, dir, err
+	return res, err
 }
 
 // A build from the test cloud image with every provisioner kind; the output then boots again and
@@ -175,7 +184,7 @@ outputs:
 	// its own between connect and inventory, listed in steps and again in provisioners.
 	if len(m.Provisioners) != 9 || m.Provisioners[8].Step != "provision[8] file" || !strings.HasPrefix(m.Provisioners[8].At, filepath.Join(dir, "recipe.yaml")+":") {
 		t.Errorf("manifest provisioners = %+v, want 9 with their recipe positions", m.Provisioners)
-	} else if len(m.Steps) != 20 || !slices.Equal(m.Steps[5:14], m.Provisioners) || m.Steps[14].Step != "inventory" {
+	} else if len(m.Steps) != 19 || !slices.Equal(m.Steps[5:14], m.Provisioners) || m.Steps[14].Step != "inventory" {
 		t.Errorf("manifest steps = %+v, want the 9 provisioners between connect and inventory", m.Steps)
 	}
 	// The download step's file is listed with its hash, and SHA256SUMS (checked below) covers it.

@@ -205,7 +205,7 @@ func hashTree(ctx context.Context, dir, rel string) ([]manifest.File, error) {
 func (b *build) record(ctx context.Context) error {
 	m := &manifest.Manifest{
 		Name: b.r.Name, BuildID: b.id, Started: b.started.UTC(), Finished: time.Now().UTC(),
-		Recipe: manifest.Recipe{File: b.r.File}, Tool: b.opts.Tool, Firmware: string(b.fwKind),
+		Recipe: manifest.Recipe{File: b.r.File, Inputs: b.inputs}, Tool: b.opts.Tool, Firmware: string(b.fwKind),
 		Steps: b.timings, Provisioners: b.provTimings, Outputs: b.outputs, Downloads: b.downloaded, Packages: b.packages,
 	}
 	if data, err := os.ReadFile(b.r.File); err == nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ingot-build/ingot/communicator"
 	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/progress"
 	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
@@ -62,7 +63,15 @@ type fakeDriver struct {
 }
 
 func (d *fakeDriver) Start(_ context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
-	d.j.add("start %s", spec.Name)
+	if spec.Incoming != "" {
+		state, err := os.ReadFile(spec.Incoming)
+		if err != nil {
+			return nil, err
+		}
+		d.j.add("restore %s from %s", spec.Name, state)
+	} else {
+		d.j.add("start %s", spec.Name)
+	}
 	console := filepath.Join(spec.WorkDir, "console.log")
 	if err := os.WriteFile(console, []byte("fake console\n"), 0o600); err != nil {
 		return nil, err
@@ -88,6 +97,23 @@ func (m *fakeMachine) ConsoleTail(int) string     { return "fake console" }
 func (m *fakeMachine) Events() []hypervisor.Event { return nil }
 func (m *fakeMachine) Done() <-chan struct{}      { return m.done }
 func (m *fakeMachine) Err() error                 { return m.err }
+
+// restoringDriver is a fakeDriver whose machines checkpoint and restore.
+type restoringDriver struct{ *fakeDriver }
+
+func (restoringDriver) CanRestore() bool { return true }
+
+// Checkpoint writes a state file that names the step the guest last did.
+func (m *fakeMachine) Checkpoint(_ context.Context, statePath string) error {
+	all := m.j.all()
+	m.j.add("checkpoint")
+	return os.WriteFile(statePath, []byte("state after "+all[len(all)-1]), 0o600)
+}
+
+func (m *fakeMachine) Resume(context.Context) error {
+	m.j.add("resume")
+	return nil
+}
 
 // crash ends the machine by itself, as a guest kernel panic or a dead QEMU does.
 func (m *fakeMachine) crash(err error) {
@@ -204,10 +230,18 @@ type fakeEnv struct {
 // by tweak; its cleanups are bounded by 100 ms.
 func newFakeBuild(t *testing.T, tweak func(*Options)) *fakeEnv {
 	t.Helper()
-	dir := t.TempDir()
+	return newFakeBuildIn(t, t.TempDir(), func(r string) string { return r }, tweak)
+}
+
+// newFakeBuildIn is newFakeBuild in dir, where an earlier build may have left its caches, store
+// and outputs, of fakeRecipe as edit changes it.
+func newFakeBuildIn(t *testing.T, dir string, edit func(string) string, tweak func(*Options)) *fakeEnv {
+	t.Helper()
 	src := filepath.Join(dir, "source.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", src, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	if _, err := os.Stat(src); err != nil {
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", src, "16M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img create: %v\n%s", err, out)
+		}
 	}
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -217,10 +251,12 @@ func newFakeBuild(t *testing.T, tweak func(*Options)) *fakeEnv {
 	if err := os.MkdirAll(filepath.Join(dir, "files"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "files", "app.conf"), []byte("answer = 42\n"), 0o644); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(filepath.Join(dir, "files", "app.conf")); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "files", "app.conf"), []byte("answer = 42\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	r, err := recipes.LoadBytes("r.yaml", fmt.Appendf(nil, fakeRecipe, src, hex.EncodeToString(sum[:])), dir, nil, nil)
+	r, err := recipes.LoadBytes("r.yaml", []byte(edit(fmt.Sprintf(fakeRecipe, src, hex.EncodeToString(sum[:])))), dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,5 +652,97 @@ func TestFakeBuildGuestDiesMidStep(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(e.out); len(entries) != 0 {
 		t.Errorf("the failed build published %v", entries)
+	}
+}
+
+// Resume and skip on the fake driver: a build takes "booted" and a checkpoint after each step but
+// the last; the same recipe is then up to date and starts nothing; a build whose last step
+// changed restores the checkpoint after the step before it (in a machine started from its state,
+// reconnecting with its keys), skips the steps it holds, runs the rest, and records which ran;
+// without a driver that restores, or with --no-cache, nothing is checkpointed.
+func TestFakeBuildResumes(t *testing.T) {
+	dir := t.TempDir()
+	withStore := func(o *Options) {
+		s, err := images.Open(filepath.Join(dir, "images"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Images, o.Driver = s, restoringDriver{o.Driver.(*fakeDriver)}
+	}
+	same := func(r string) string { return r }
+	e := newFakeBuildIn(t, dir, same, withStore)
+	if _, err := e.b.bake(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(e.j.all(), "\n"), "checkpoint\nresume"); n != 5 {
+		t.Errorf("cold build: %d checkpoints, want 5 (booted, after provision[0] to [3], not after the last):\n%s", n, strings.Join(e.j.all(), "\n"))
+	}
+	e.b.ck.saving.Wait()
+	cps, err := e.b.opts.Images.Checkpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, c := range cps {
+		steps = append(steps, c.Step)
+	}
+	slices.Sort(steps)
+	if want := []string{"booted", "provision[0] shell", "provision[1] shell", "provision[2] file", "provision[3] reboot"}; !slices.Equal(steps, want) {
+		t.Errorf("checkpoints %q, want %q", steps, want)
+	}
+
+	// Nothing changed: up to date, no machine.
+	e = newFakeBuildIn(t, dir, same, withStore)
+	res, err := e.b.bake(context.Background())
+	if err != nil || !res.UpToDate || len(e.j.all()) != 0 {
+		t.Fatalf("the same build again: %+v, %v, journal %q; want up to date and nothing done", res, err, e.j.all())
+	}
+
+	// The last step changed: restored after provision[3], only provision[4] runs.
+	e = newFakeBuildIn(t, dir, func(r string) string { return strings.Replace(r, "dst: logs/a.log", "dst: logs/b.log", 1) }, withStore)
+	res, err = e.b.bake(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"restore fake-build from state after reboot",
+		"dial ingot@127.0.0.1:2222",
+		"run sudo date -u -s @",
+		"download /var/log/a.log",
+		"output if command -v dpkg-query",
+		"run sudo sh -c 'set -u",
+		"close",
+		"shutdown fake-build",
+		"close",
+		"kill fake-build",
+	}
+	if got := e.j.all(); !matchPrefixes(got, want) {
+		t.Errorf("journal:\n  %s\nwant (prefixes):\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	var ran, restored []string
+	for _, s := range res.Manifest.Steps {
+		if s.Restored {
+			restored = append(restored, s.Step)
+		} else {
+			ran = append(ran, s.Step)
+		}
+	}
+	if want := []string{"install", "provision[0] shell", "provision[1] shell", "provision[2] file", "provision[3] reboot"}; !slices.Equal(restored, want) {
+		t.Errorf("restored %q, want %q", restored, want)
+	}
+	if !slices.Contains(ran, "provision[4] file") || !slices.Contains(ran, "connect") {
+		t.Errorf("ran %q", ran)
+	}
+	if !strings.Contains(e.log.String(), "resuming after provision[3] reboot from checkpoint") {
+		t.Errorf("the log does not say what the build resumed from:\n%s", e.log)
+	}
+
+	// --no-cache: a full build, no checkpoint taken or restored.
+	e = newFakeBuildIn(t, dir, func(r string) string { return strings.Replace(r, "echo one", "echo uno", 1) }, func(o *Options) { withStore(o); o.NoCache = true })
+	if _, err := e.b.bake(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.j.all(), "\n"); strings.Contains(got, "checkpoint") || strings.Contains(got, "restore") || !strings.HasPrefix(got, "start fake-build") {
+		t.Errorf("--no-cache journal:\n%s", got)
 	}
 }

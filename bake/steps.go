@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -56,6 +58,9 @@ type build struct {
 	fwKind      firmware.Kind
 	hold        *images.Hold // the store layers this build uses before it names its own
 	waits       waits
+	ck          checkpoints
+	inputs      string // the sha256 of what decides the outputs (inputsDigest)
+	diskSize    int64  // prepare: the build disk's virtual size
 
 	// dial connects to the guest: communicator.Connect, or a fake guest in the unit tests.
 	dial func(context.Context, communicator.Config) (guestConn, error)
@@ -116,6 +121,7 @@ func newBuild(opts Options) (*build, error) {
 		started: time.Now(),
 		fwKind:  fw,
 		dial:    dialSSH,
+		ck:      checkpoints{at: -1},
 	}, nil
 }
 
@@ -168,24 +174,55 @@ func (b *build) prepare(ctx context.Context) error {
 	})
 
 	b.diskPath = filepath.Join(b.workDir, "disk.qcow2")
-	size := b.r.Machine.DiskBytes
+	b.seedPath = filepath.Join(b.workDir, "seed.img")
+	b.diskSize = b.r.Machine.DiskBytes
 	if b.base != "" {
 		var info qemuimg.ImageInfo
 		err := b.waits.track(func() (err error) { info, err = b.inspectBase(ctx); return err })
 		if err != nil {
 			return err
 		}
-		if size < info.VirtualSize {
-			size = info.VirtualSize // never shrink the image's own disk
+		if b.diskSize < info.VirtualSize {
+			b.diskSize = info.VirtualSize // never shrink the image's own disk
 		}
 		b.baseFormat = info.Format
 		if err := b.storeBase(ctx, info.Format); err != nil {
 			return err
 		}
-		if err := b.waits.track(func() error { return qemuimg.CreateOverlay(ctx, b.diskPath, b.base, info.Format, size) }); err != nil {
+	}
+	if b.canCheckpoint() {
+		keys, err := b.checkpointKeys()
+		if err != nil {
 			return err
 		}
-	} else if err := b.waits.track(func() error { return qemuimg.Create(ctx, b.diskPath, "qcow2", size) }); err != nil {
+		b.ck.keys = keys
+		b.findCheckpoint(ctx)
+		if b.ck.at >= 0 {
+			err := b.prepareResume(ctx)
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			// Pruned since it was found, say: boot instead.
+			b.log.Warn("the checkpoint cannot be used; booting instead", "after", b.checkpointStep(b.ck.at), "err", err)
+			b.ck.at, b.ck.resumed = -1, images.Checkpoint{}
+			for _, f := range []string{b.diskPath, b.seedPath} {
+				if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+		}
+	}
+	return b.prepareFresh(ctx)
+}
+
+// prepareFresh makes the build disk (an overlay on the base, or an empty disk for an installer),
+// new keys and the seed that gives them to the guest.
+func (b *build) prepareFresh(ctx context.Context) error {
+	if b.base != "" {
+		if err := b.waits.track(func() error { return qemuimg.CreateOverlay(ctx, b.diskPath, b.base, b.baseFormat, b.diskSize) }); err != nil {
+			return err
+		}
+	} else if err := b.waits.track(func() error { return qemuimg.Create(ctx, b.diskPath, "qcow2", b.diskSize) }); err != nil {
 		return err
 	}
 
@@ -199,8 +236,11 @@ func (b *build) prepare(ctx context.Context) error {
 		format = cloudinit.FormatVFAT
 	}
 	seed, err := cloudinit.New(cloudinit.Config{
-		InstanceID:    b.id,
-		Hostname:      b.r.Name,
+		InstanceID: b.id,
+		// One name for every build guest, not the recipe's: the guest at "booted" is then the
+		// same for recipes that differ only in their name and steps, and they share its
+		// checkpoint (recipes.BootCanonical leaves the name out).
+		Hostname:      buildHostname,
 		BuildUser:     cloudinit.BuildUser{Name: b.r.SSH.User, AuthorizedKeys: []string{keys.AuthorizedKey}},
 		HostKeys:      []cloudinit.HostKey{{Private: keys.HostPrivatePEM, Public: keys.HostPublic}},
 		UserData:      b.r.CloudInit.UserData,
@@ -210,7 +250,6 @@ func (b *build) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cloud-init seed: %w", err)
 	}
-	b.seedPath = filepath.Join(b.workDir, "seed.img")
 	return seed.Write(ctx, b.seedPath)
 }
 
@@ -273,9 +312,37 @@ func (b *build) spec(name string) hypervisor.Spec {
 	}
 }
 
-// boot starts the build machine from its disk.
+// boot starts the build machine from its disk, or restores it from the checkpoint prepare found.
+// A checkpoint that does not restore (its hash was right, so QEMU refused it) is dropped with a
+// warning, and the build boots as if there had been none.
 func (b *build) boot(ctx context.Context) error {
-	spec := b.spec("build")
+	if b.ck.at >= 0 {
+		err := b.restore(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		b.log.Warn("the checkpoint did not restore; booting instead", "after", b.checkpointStep(b.ck.at), "key", short(b.ck.resumed.Key), "err", err)
+		if err := b.opts.Images.RemoveCheckpoint(ctx, b.ck.resumed.Key); err != nil {
+			b.log.Warn("removing the checkpoint that did not restore", "err", err)
+		}
+		b.ck.at, b.ck.resumed = -1, images.Checkpoint{}
+		for _, f := range []string{b.diskPath, b.seedPath} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		if err := b.prepareFresh(ctx); err != nil {
+			return err
+		}
+		if err := b.install(ctx); err != nil {
+			return err
+		}
+	}
+	return b.start(ctx, b.spec("build"))
+}
+
+// start starts the build machine from spec and registers its cleanup.
+func (b *build) start(ctx context.Context, spec hypervisor.Spec) error {
 	if b.r.Source.ISO != nil {
 		// The installed system got its user-data (ingot's user and host key, merged into
 		// autoinstall.user-data) from the installer. The seed's outer autoinstall document is not
@@ -289,7 +356,11 @@ func (b *build) boot(ctx context.Context) error {
 	}
 	b.machine = m
 	b.onCleanup("stop the build machine", func(ctx context.Context) error { return m.Kill(ctx) })
-	b.log.Info("machine started", "ssh", m.SSHAddr(), "console", m.ConsolePath())
+	if spec.Incoming != "" {
+		b.log.Info("machine restored", "ssh", m.SSHAddr(), "console", m.ConsolePath())
+	} else {
+		b.log.Info("machine started", "ssh", m.SSHAddr(), "console", m.ConsolePath())
+	}
 	return nil
 }
 
@@ -322,8 +393,18 @@ func (b *build) connect(ctx context.Context) error {
 	}
 	b.guest = c
 	b.onCleanup("close SSH", func(context.Context) error { return c.Close() })
-	return b.waitCloudInit(ctx)
+	if b.ck.at >= 0 {
+		return b.resync(ctx) // cloud-init was done when the checkpoint was taken
+	}
+	if err := b.waitCloudInit(ctx); err != nil {
+		return err
+	}
+	b.saveCheckpoint(ctx, 0)
+	return nil
 }
+
+// buildHostname is the build guest's host name.
+const buildHostname = "ingot-build"
 
 // errMachineEnded cancels a unit's context when the build machine ends under it.
 var errMachineEnded = errors.New("the build machine ended")

@@ -436,3 +436,45 @@ func TestLineWriter(t *testing.T) {
 		})
 	}
 }
+
+// Keys saved with MarshalKeys (in a checkpoint) connect again to the guest they were made for,
+// pinning the same host key; a host with another key is still refused.
+func TestSavedKeysReconnect(t *testing.T) {
+	k := newKeys(t)
+	srv := startServer(t, "127.0.0.1:0", k.HostPrivatePEM, k.Client.PublicKey())
+	data, err := MarshalKeys(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, k.HostPrivatePEM) {
+		t.Error("the saved keys hold the host's private key, which only the seed needs")
+	}
+	saved, err := UnmarshalKeys(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.AuthorizedKey != k.AuthorizedKey || saved.HostFingerprint() != k.HostFingerprint() {
+		t.Errorf("saved keys: %q %s, want %q %s", saved.AuthorizedKey, saved.HostFingerprint(), k.AuthorizedKey, k.HostFingerprint())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, Config{Addr: srv.Addr(), User: "builder", Keys: saved, Timeout: 5 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Connect with saved keys: %v", err)
+	}
+	closeOnCleanup(t, c)
+	if _, err := MarshalKeys(saved); err != nil {
+		t.Errorf("saved keys cannot be saved again: %v", err)
+	}
+
+	other := newKeys(t)
+	impostor := startServer(t, "127.0.0.1:0", other.HostPrivatePEM, k.Client.PublicKey())
+	if _, err := Connect(ctx, Config{Addr: impostor.Addr(), User: "builder", Keys: saved, Timeout: 2 * time.Second, Logger: testLogger(t)}); err == nil {
+		t.Error("saved keys accepted a guest with another host key")
+	}
+	for _, bad := range []string{"", "{}", `{"client_private_pem": "x", "host_public": "y"}`} {
+		if _, err := UnmarshalKeys([]byte(bad)); err == nil {
+			t.Errorf("UnmarshalKeys(%q) = nil error", bad)
+		}
+	}
+}

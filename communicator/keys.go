@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -228,4 +229,57 @@ func writeBytes(data []byte) func(io.Writer) error {
 // escaped and reopened. Newlines, $, backquotes and spaces are all literal inside.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// savedKeys is what MarshalKeys keeps of Keys: enough to reconnect to the guest they were made
+// for (the client key and the pinned host key), not the host's private key, which only the
+// guest's seed needs.
+type savedKeys struct {
+	ClientPrivatePEM string `json:"client_private_pem"`
+	HostPublic       string `json:"host_public"`
+}
+
+// MarshalKeys encodes the keys of a running guest, so that a later build restoring the guest
+// from a checkpoint reconnects with the same client key and pins the same host key. The result
+// holds a private key: keep it 0600.
+func MarshalKeys(k *Keys) ([]byte, error) {
+	if k.clientPriv == nil {
+		return nil, errors.New("saving keys: private key not available (Keys not made by GenerateKeys)")
+	}
+	block, err := ssh.MarshalPrivateKey(k.clientPriv, keyComment)
+	if err != nil {
+		return nil, fmt.Errorf("saving keys: %w", err)
+	}
+	return json.Marshal(savedKeys{ClientPrivatePEM: string(pem.EncodeToMemory(block)), HostPublic: k.HostPublic})
+}
+
+// UnmarshalKeys decodes what MarshalKeys wrote.
+func UnmarshalKeys(data []byte) (*Keys, error) {
+	var s savedKeys
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("reading saved keys: %w", err)
+	}
+	raw, err := ssh.ParseRawPrivateKey([]byte(s.ClientPrivatePEM))
+	if err != nil {
+		return nil, fmt.Errorf("reading saved keys: client key: %w", err)
+	}
+	priv, ok := raw.(*ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("reading saved keys: client key is %T, want ed25519", raw)
+	}
+	signer, err := ssh.NewSignerFromKey(*priv)
+	if err != nil {
+		return nil, fmt.Errorf("reading saved keys: %w", err)
+	}
+	hostPub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s.HostPublic))
+	if err != nil {
+		return nil, fmt.Errorf("reading saved keys: host key %q: %w", s.HostPublic, err)
+	}
+	return &Keys{
+		Client:        signer,
+		AuthorizedKey: authorizedLine(signer.PublicKey()),
+		HostPublic:    s.HostPublic,
+		clientPriv:    *priv,
+		hostPub:       hostPub,
+	}, nil
 }

@@ -26,7 +26,7 @@ import (
 )
 
 // Version is the schema_version this package writes and the newest it reads in full.
-const Version = "1.0"
+const Version = "1.1"
 
 // ErrVersion marks a manifest whose schema_version is missing, malformed, or of a major this
 // package does not read.
@@ -62,6 +62,11 @@ type Recipe struct {
 	// File is the path given to the build, or "catalog:NAME" for a built-in recipe.
 	File   string `json:"file"`
 	SHA256 string `json:"sha256,omitempty"`
+	// Inputs is the sha256 of everything that decides what the build publishes, the recipe's
+	// canonical form (each step with the bytes of the files it reads, never its formatting), the
+	// base it started from and ingot's output version: a build whose inputs hash the same, with
+	// its outputs still as SHA256SUMS says, is up to date (since 1.1).
+	Inputs string `json:"inputs_sha256,omitempty"`
 }
 
 // Input is a pinned input: the source disk, ISO or stored image.
@@ -100,6 +105,11 @@ type StepTiming struct {
 	// Waiting is the part of Seconds spent waiting on the guest or on qemu-img; the rest is
 	// ingot's own work.
 	Waiting float64 `json:"waiting_seconds"`
+	// Restored says the step did not run: its result came from a checkpoint (since 1.1).
+	Restored bool `json:"restored,omitempty"`
+	// Checkpoint is the key of the checkpoint taken after the step, or restored in its place
+	// (since 1.1).
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // File is one published file: an output, or a file a download step published.

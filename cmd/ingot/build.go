@@ -140,6 +140,8 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Value: defaultOutDir, Usage: "publish outputs into `DIR`/NAME/"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 1, Usage: "build `N` recipes at once"},
 			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
+			&cli.BoolFlag{Name: "no-cache", Usage: "neither restore nor take checkpoints: boot and run every step"},
+			&cli.BoolFlag{Name: "force", Usage: "build even when the published outputs are up to date with the recipe and its files"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: " + hypervisor.Choices(hypervisor.Accels())},
 			workDirFlag(),
@@ -199,7 +201,7 @@ func buildCommand() *cli.Command {
 						Recipe: r, OutDir: c.String("out"), WorkRoot: work,
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: accel, Tool: ds.tools[driverFor(c, r)],
-						Progress: out.Progress,
+						Progress: out.Progress, NoCache: c.Bool("no-cache"), Force: c.Bool("force"),
 					})
 					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {

@@ -15,7 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/progress"
+	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/source"
 )
 
@@ -41,26 +43,31 @@ func workRoot(c *cli.Context) (string, error) {
 func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cache",
-		Usage: "ingot's caches: the sources builds fetched, and what builds leave behind",
+		Usage: "ingot's caches: the sources builds fetched, the checkpoints they took, and what builds leave behind",
 		Subcommands: []*cli.Command{
 			{
 				Name: "ls",
 				Usage: "list the source cache: the inputs builds fetched (cloud images, ISOs, local files), " +
-					"with their sha256, size, when a build last used them and where they came from",
+					"with their sha256, size, when a build last used them and where they came from; then the checkpoints " +
+					"in the image store, with their recipe, the step they were taken after, size and age",
+				Flags:  []cli.Flag{storeFlag},
 				Action: cacheLs,
 			},
 			{
 				Name: "prune",
 				Usage: "remove what builds that are gone left behind (work dirs, staging dirs in the output dir) " +
 					"and the image store's layers no name or running build needs; with --sources, also cached sources " +
-					"no build used for --older-than",
+					"no build used for --older-than; with --checkpoints, also checkpoints by --older-than, --keep-last and --max-size",
 				Flags: []cli.Flag{
 					workDirFlag(),
 					&cli.StringFlag{Name: "out", Value: defaultOutDir, Usage: "the output `DIR` builds publish into, where their staging dirs are"},
 					storeFlag,
 					&cli.BoolFlag{Name: "sources", Usage: "also remove cached sources, and partial downloads, that no build used for --older-than"},
-					&cli.StringFlag{Name: "older-than", Value: "30d", Usage: "with --sources: how long a source must have gone unused, as an `AGE` " +
+					&cli.StringFlag{Name: "older-than", Value: "30d", Usage: "with --sources or --checkpoints: how long a source or checkpoint must have gone unused, as an `AGE` " +
 						"like 30d, 12h or 90m; 0 removes every source no build is fetching, so use it only when no build is running"},
+					&cli.BoolFlag{Name: "checkpoints", Usage: "also remove checkpoints: those unused for --older-than, beyond --keep-last per recipe, and the least recently used beyond --max-size"},
+					&cli.IntFlag{Name: "keep-last", Usage: "with --checkpoints: keep the `N` most recently used checkpoints of each recipe (0: no such rule)"},
+					&cli.StringFlag{Name: "max-size", Usage: "with --checkpoints: remove the least recently used until the rest fit in `SIZE` (like 20GiB)"},
 					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 				},
 				Action: cachePrune,
@@ -93,7 +100,7 @@ func cacheLs(c *cli.Context) error {
 	w := c.App.Writer
 	if len(entries) == 0 {
 		fmt.Fprintf(w, "no cached sources in %s\n", f.Dir())
-		return nil
+		return checkpointsLs(c)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SHA256\tSIZE\tLAST USED\tSTATE\tURL")
@@ -111,6 +118,39 @@ func cacheLs(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(w, "%d source(s), %s, in %s\n", len(entries), progress.Bytes(total), f.Dir())
+	return checkpointsLs(c)
+}
+
+// checkpointsLs prints the image store's checkpoints, most recently used first: what `cache
+// prune --checkpoints` weighs.
+func checkpointsLs(c *cli.Context) error {
+	store, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	cps, err := store.Checkpoints()
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintln(w)
+	if len(cps) == 0 {
+		fmt.Fprintf(w, "no checkpoints in %s\n", store.Dir())
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECKPOINT\tRECIPE\tAFTER\tSIZE\tCREATED\tLAST USED")
+	var total int64
+	for _, cp := range cps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortDigest(cp.Key), cp.Recipe, cp.Step, progress.Bytes(cp.Size),
+			cp.Created.Local().Format(time.DateTime), cp.Used.Local().Format(time.DateTime))
+		total += cp.Size
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d checkpoint(s), %s, in %s (builds keep them under %s, least recently used out first)\n",
+		len(cps), progress.Bytes(total), store.Dir(), progress.Bytes(images.DefaultCheckpointCap))
 	return nil
 }
 
@@ -133,16 +173,38 @@ func sourceDigest(e source.Entry) string {
 // download them again. What was removed is printed even when something else fails, since it is
 // gone either way.
 func cachePrune(c *cli.Context) error {
-	pruneSources := c.Bool("sources")
-	if c.IsSet("older-than") && !pruneSources {
-		return usageError{errors.New("--older-than is for cached sources: add --sources")}
+	pruneSources, pruneCheckpoints := c.Bool("sources"), c.Bool("checkpoints")
+	if c.IsSet("older-than") && !pruneSources && !pruneCheckpoints {
+		return usageError{errors.New("--older-than is for cached sources and checkpoints: add --sources or --checkpoints")}
+	}
+	for _, f := range []string{"keep-last", "max-size"} {
+		if c.IsSet(f) && !pruneCheckpoints {
+			return usageError{fmt.Errorf("--%s is for checkpoints: add --checkpoints", f)}
+		}
 	}
 	var olderThan time.Duration
-	if pruneSources {
+	if pruneSources || pruneCheckpoints {
 		var err error
 		if olderThan, err = parseAge(c.String("older-than")); err != nil {
 			return usageError{fmt.Errorf("--older-than %w", err)}
 		}
+	}
+	rule := images.PruneCheckpoints{OlderThan: olderThan, KeepLast: c.Int("keep-last")}
+	if rule.KeepLast < 0 {
+		return usageError{fmt.Errorf("--keep-last %d: want 0 or more", rule.KeepLast)}
+	}
+	if c.IsSet("max-size") {
+		n, err := recipes.ParseSize(c.String("max-size"))
+		if err != nil {
+			return usageError{fmt.Errorf("--max-size %w", err)}
+		}
+		rule.MaxSize = n
+	}
+	switch {
+	case pruneCheckpoints && !c.IsSet("older-than") && (rule.KeepLast > 0 || rule.MaxSize > 0):
+		rule.OlderThan = 0 // --keep-last or --max-size alone: only that rule
+	case pruneCheckpoints && c.IsSet("older-than") && olderThan == 0:
+		rule.All = true // to the store, an age of 0 is no age rule
 	}
 	level := slog.LevelWarn // bake logs each removed dir at info; this command prints them itself
 	if c.Bool("verbose") {
@@ -170,6 +232,20 @@ func cachePrune(c *cli.Context) error {
 	}
 	if sweepErr != nil {
 		sweepErr = fmt.Errorf("cache prune: %w", sweepErr)
+	}
+	var checkpoints []images.Checkpoint
+	var checkpointsErr error
+	if pruneCheckpoints && c.Context.Err() == nil {
+		checkpoints, checkpointsErr = store.PruneCheckpoints(c.Context, rule)
+		if checkpointsErr != nil {
+			checkpointsErr = fmt.Errorf("cache prune: checkpoints in %s: %w", store.Dir(), checkpointsErr)
+		}
+	}
+	var cpFreed int64
+	for _, cp := range checkpoints {
+		fmt.Fprintf(w, "removed checkpoint %s (%s, after %s, %s, last used %s)\n", shortDigest(cp.Key), cp.Recipe, cp.Step,
+			progress.Bytes(cp.Size), cp.Used.Local().Format(time.DateTime))
+		cpFreed += cp.Size
 	}
 	var layers []string
 	var storeErr error
@@ -200,8 +276,11 @@ func cachePrune(c *cli.Context) error {
 			e.LastUsed.Local().Format(time.DateTime), cmp.Or(e.URL, "from an unknown URL"))
 		freed += e.Size
 	}
-	if err := errors.Join(sweepErr, storeErr, sourcesErr); err != nil {
+	if err := errors.Join(sweepErr, checkpointsErr, storeErr, sourcesErr); err != nil {
 		return err
+	}
+	if pruneCheckpoints {
+		fmt.Fprintf(w, "pruned %d checkpoint(s) of %s\n", len(checkpoints), progress.Bytes(cpFreed))
 	}
 	switch {
 	case !pruneSources && len(dirs) == 0 && len(layers) == 0:

@@ -18,6 +18,12 @@ func buildMetrics(recipe string, started, finished time.Time, res *bake.Result, 
 	var steps []manifest.StepTiming
 	var se *bake.StepError
 	switch {
+	case mb.Success && res.UpToDate:
+		// Nothing ran: the manifest's steps are an earlier build's, not this one's.
+		mb.UpToDate = true
+		for _, o := range res.Manifest.Outputs {
+			mb.Artifacts = append(mb.Artifacts, metrics.Artifact{File: o.File, Format: o.Format, Bytes: o.Size})
+		}
 	case mb.Success && res.Manifest != nil:
 		steps = res.Manifest.Steps
 		for _, o := range res.Manifest.Outputs {
@@ -28,6 +34,12 @@ func buildMetrics(recipe string, started, finished time.Time, res *bake.Result, 
 	}
 	for _, s := range steps {
 		mb.Steps = append(mb.Steps, metrics.Step{Name: s.Step, Seconds: s.Seconds})
+		if s.At != "" { // a recipe step
+			mb.RecipeSteps++
+			if s.Restored {
+				mb.Restored++
+			}
+		}
 	}
 	return mb
 }

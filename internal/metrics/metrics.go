@@ -75,6 +75,10 @@ type Build struct {
 	Steps []Step
 	// Artifacts are the files the build produced; none when it failed.
 	Artifacts []Artifact
+	// RecipeSteps counts the recipe's steps the build got to, and Restored those of them whose
+	// result came from a checkpoint; UpToDate says the build had nothing to do.
+	RecipeSteps, Restored int
+	UpToDate              bool
 }
 
 // Step is how long one step of a build took.
@@ -102,13 +106,23 @@ func families() []family {
 			func(b *Build) []sample { return []sample{{nil, floatValue(b.Finished.Sub(b.Started).Seconds())}} }},
 		{"ingot_build_timestamp_seconds", "seconds", "Unix time the last build of the recipe finished; alert on its age to find builds that stopped running.",
 			func(b *Build) []sample { return []sample{{nil, floatValue(unixSeconds(b.Finished))}} }},
-		{"ingot_step_duration_seconds", "seconds", "Seconds each step of the last build took, the failed step included; the provision[N] steps are parts of step provision.",
+		{"ingot_step_duration_seconds", "seconds", "Seconds each step of the last build took, the failed step included; each recipe step is a step of its own named provision[N] KIND.",
 			func(b *Build) []sample {
 				var s []sample
 				for _, st := range b.Steps {
 					s = append(s, sample{[]label{{"step", st.Name}}, floatValue(st.Seconds)})
 				}
 				return s
+			}},
+		{"ingot_checkpoint_hit_ratio", "", "Share of the recipe steps of the last build restored from a checkpoint instead of run, 0 to 1; 1 when the build was up to date.",
+			func(b *Build) []sample {
+				switch {
+				case b.UpToDate:
+					return []sample{{nil, "1"}}
+				case b.RecipeSteps == 0:
+					return nil
+				}
+				return []sample{{nil, floatValue(float64(b.Restored) / float64(b.RecipeSteps))}}
 			}},
 		{"ingot_artifact_bytes", "bytes", "Size in bytes of each file the last build of the recipe produced.",
 			func(b *Build) []sample {

@@ -20,8 +20,8 @@ func at(offset time.Duration) time.Time {
 	return time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).Add(offset)
 }
 
-// succeeded is a build as the CLI fills it from bake's manifest: pipeline steps, the provisioners
-// that break down "provision", and the outputs.
+// succeeded is a build as the CLI fills it from bake's manifest: pipeline steps, each recipe step
+// a step of its own (one of the two restored from a checkpoint), and the outputs.
 func succeeded() Build {
 	return Build{
 		Recipe:   "web",
@@ -29,8 +29,8 @@ func succeeded() Build {
 		Started:  at(0),
 		Finished: at(754*time.Second + 250*time.Millisecond),
 		Steps: []Step{
-			{"fetch", 1.5}, {"boot", 20.25}, {"provision", 300},
-			{"provision[0] shell", 280.125}, {"provision[1] file", 19.875},
+			{"fetch", 1.5}, {"boot", 20.25},
+			{"provision[0] shell", 0}, {"provision[1] file", 19.875},
 			{"convert", 400}, {"record", 0.000125},
 		},
 		Artifacts: []Artifact{
@@ -38,6 +38,7 @@ func succeeded() Build {
 			{File: "web.raw", Format: "raw", Bytes: 10737418240},
 			{File: "web-minimal.raw", Format: "raw", Bytes: 2147483648},
 		},
+		RecipeSteps: 2, Restored: 1,
 	}
 }
 
@@ -77,16 +78,18 @@ ingot_build_duration_seconds{recipe="web"} 754.25
 # TYPE ingot_build_timestamp_seconds gauge
 # UNIT ingot_build_timestamp_seconds seconds
 ingot_build_timestamp_seconds{recipe="web"} 1748779954.25
-# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; the provision[N] steps are parts of step provision.
+# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; each recipe step is a step of its own named provision[N] KIND.
 # TYPE ingot_step_duration_seconds gauge
 # UNIT ingot_step_duration_seconds seconds
 ingot_step_duration_seconds{recipe="web",step="fetch"} 1.5
 ingot_step_duration_seconds{recipe="web",step="boot"} 20.25
-ingot_step_duration_seconds{recipe="web",step="provision"} 300
-ingot_step_duration_seconds{recipe="web",step="provision[0] shell"} 280.125
+ingot_step_duration_seconds{recipe="web",step="provision[0] shell"} 0
 ingot_step_duration_seconds{recipe="web",step="provision[1] file"} 19.875
 ingot_step_duration_seconds{recipe="web",step="convert"} 400
 ingot_step_duration_seconds{recipe="web",step="record"} 0.000125
+# HELP ingot_checkpoint_hit_ratio Share of the recipe steps of the last build restored from a checkpoint instead of run, 0 to 1; 1 when the build was up to date.
+# TYPE ingot_checkpoint_hit_ratio gauge
+ingot_checkpoint_hit_ratio{recipe="web"} 0.5
 # HELP ingot_artifact_bytes Size in bytes of each file the last build of the recipe produced.
 # TYPE ingot_artifact_bytes gauge
 # UNIT ingot_artifact_bytes bytes
@@ -111,7 +114,7 @@ ingot_build_duration_seconds{recipe="db"} 60.5
 # TYPE ingot_build_timestamp_seconds gauge
 # UNIT ingot_build_timestamp_seconds seconds
 ingot_build_timestamp_seconds{recipe="db"} 1748779261.5
-# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; the provision[N] steps are parts of step provision.
+# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; each recipe step is a step of its own named provision[N] KIND.
 # TYPE ingot_step_duration_seconds gauge
 # UNIT ingot_step_duration_seconds seconds
 ingot_step_duration_seconds{recipe="db",step="fetch"} 0.5
@@ -140,7 +143,7 @@ ingot_build_duration_seconds{recipe="web"} 2
 # UNIT ingot_build_timestamp_seconds seconds
 ingot_build_timestamp_seconds{recipe="db"} 1748779201
 ingot_build_timestamp_seconds{recipe="web"} 1748779202
-# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; the provision[N] steps are parts of step provision.
+# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; each recipe step is a step of its own named provision[N] KIND.
 # TYPE ingot_step_duration_seconds gauge
 # UNIT ingot_step_duration_seconds seconds
 ingot_step_duration_seconds{recipe="db",step="fetch"} 1
@@ -167,7 +170,7 @@ ingot_build_duration_seconds{recipe="a\\b\"c\nd	e ü"} 60.5
 # TYPE ingot_build_timestamp_seconds gauge
 # UNIT ingot_build_timestamp_seconds seconds
 ingot_build_timestamp_seconds{recipe="a\\b\"c\nd	e ü"} 1748779261.5
-# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; the provision[N] steps are parts of step provision.
+# HELP ingot_step_duration_seconds Seconds each step of the last build took, the failed step included; each recipe step is a step of its own named provision[N] KIND.
 # TYPE ingot_step_duration_seconds gauge
 # UNIT ingot_step_duration_seconds seconds
 ingot_step_duration_seconds{recipe="a\\b\"c\nd	e ü",step="provision[0] shell \"x\\y\""} 2

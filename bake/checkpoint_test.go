@@ -1,0 +1,197 @@
+package bake_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/hypervisor"
+	"github.com/ingot-build/ingot/hypervisor/qemu"
+	"github.com/ingot-build/ingot/images"
+	"github.com/ingot-build/ingot/internal/testguest"
+	"github.com/ingot-build/ingot/manifest"
+)
+
+// countingDriver counts the machines a build starts (booted or restored).
+type countingDriver struct {
+	*qemu.Driver
+	started atomic.Int32
+}
+
+func (d *countingDriver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
+	d.started.Add(1)
+	return d.Driver.Start(ctx, spec)
+}
+
+// ran lists the manifest's recipe steps that ran and those restored from a checkpoint.
+func ran(m *manifest.Manifest) (ran, restored []string) {
+	for _, s := range m.Provisioners {
+		if s.Restored {
+			restored = append(restored, s.Step)
+		} else {
+			ran = append(ran, s.Step)
+		}
+	}
+	return ran, restored
+}
+
+// Checkpointed builds on a real guest (issue 13), one cold boot for all of them: the cold build
+// takes "booted" and a checkpoint after each step but the last; the same recipe again is up to
+// date and starts no machine; editing the last step restores after step 2 and runs only step 3,
+// on a guest whose clock was set from the host's, and the output boots with the files of all
+// three steps; changing a byte of the uploaded file re-runs that step and the next; a corrupt
+// checkpoint is detected, skipped with a warning, and the one before it used.
+func TestCheckpointedBuilds(t *testing.T) {
+	t.Parallel()
+	img := testguest.CloudImage(t)
+	dir := t.TempDir()
+	recipe := func(three string) string {
+		return fmt.Sprintf(`name: e2e-ck
+source:
+  disk: { url: "file://%s", sha256: %s }
+machine: { cpus: 2, memory: 1GiB, disk: 4GiB, firmware: bios }
+provision:
+  - shell: echo one > /etc/one
+  - file: { src: files/two.conf, dst: /etc/two.conf }
+  - shell: echo %s > /etc/three && date +%%s > /etc/three-clock
+outputs: [ { format: qcow2 } ]
+`, img.Image, img.SHA256, three)
+	}
+	files := map[string]string{"files/two.conf": "two = 2\n"}
+	driver := &countingDriver{Driver: qemu.New()}
+	withCache := func(o *bake.Options) { o.NoCache = false; o.Driver = driver }
+	logOf := func() string {
+		b, err := os.ReadFile(filepath.Join(dir, "build.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	check := func(what string, res *bake.Result, wantRan, wantRestored []string) {
+		t.Helper()
+		r, rs := ran(res.Manifest)
+		if strings.Join(r, ",") != strings.Join(wantRan, ",") || strings.Join(rs, ",") != strings.Join(wantRestored, ",") {
+			t.Errorf("%s: ran %q and restored %q, want ran %q and restored %q", what, r, rs, wantRan, wantRestored)
+		}
+	}
+	all := []string{"provision[0] shell", "provision[1] file", "provision[2] shell"}
+
+	// The cold build.
+	res, err := runBuildIn(t, dir, recipe("three"), files, withCache)
+	if err != nil {
+		t.Fatalf("cold build: %v", err)
+	}
+	check("cold build", res, all, nil)
+	for _, want := range []string{`checkpoint taken" build=e2e-ck checkpoint=booted`, `checkpoint="provision[0] shell"`, `checkpoint="provision[1] file"`} {
+		if !strings.Contains(logOf(), want) {
+			t.Errorf("cold build: the log does not say %s", want)
+		}
+	}
+	store, err := images.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := store.Checkpoints()
+	if err != nil || len(cps) != 3 {
+		t.Fatalf("the store holds %d checkpoints (%v), want 3: booted and after the first two steps", len(cps), err)
+	}
+	for _, c := range cps {
+		if fi, err := os.Stat(c.Dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("checkpoint dir %s: %v, want 0700", c.Dir, fi.Mode())
+		}
+	}
+
+	// Nothing changed: up to date, no machine.
+	before := driver.started.Load()
+	started := time.Now()
+	res, err = runBuildIn(t, dir, recipe("three"), files, withCache)
+	if err != nil || !res.UpToDate {
+		t.Fatalf("the same build again: %+v, %v; want up to date", res, err)
+	}
+	if n := driver.started.Load() - before; n != 0 {
+		t.Errorf("an up-to-date build started %d machines", n)
+	}
+	t.Logf("up to date in %s", time.Since(started).Round(time.Millisecond))
+
+	// The last step edited: restored after step 2, and only step 3 runs.
+	res, err = runBuildIn(t, dir, recipe("THREE"), files, withCache)
+	if err != nil {
+		t.Fatalf("rebuild with the last step edited: %v", err)
+	}
+	check("last step edited", res, all[2:], all[:2])
+	if !strings.Contains(logOf(), "resuming after provision[1] file from checkpoint") {
+		t.Error("the rebuild does not say what it resumed from")
+	}
+
+	// One byte of the uploaded file: that step and the next run again.
+	files["files/two.conf"] = "two = 3\n"
+	res, err = runBuildIn(t, dir, recipe("THREE"), files, withCache)
+	if err != nil {
+		t.Fatalf("rebuild with an uploaded file changed: %v", err)
+	}
+	check("uploaded file changed", res, all[1:], all[:1])
+
+	// A corrupt checkpoint (the one after provision[1], just taken, truncated) is skipped with
+	// a warning; the build resumes from the one before it.
+	cps, err = store.Checkpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupted := false
+	for _, c := range cps {
+		if c.Step == "provision[1] file" && c.Used.Equal(c.Created) {
+			if err := os.Truncate(filepath.Join(c.Dir, "state.zst"), 4096); err != nil {
+				t.Fatal(err)
+			}
+			corrupted = true
+		}
+	}
+	if !corrupted {
+		t.Fatalf("no fresh checkpoint after provision[1] among %+v", cps)
+	}
+	lastBuild := time.Now()
+	res, err = runBuildIn(t, dir, recipe("3"), files, withCache)
+	if err != nil {
+		t.Fatalf("rebuild over a corrupt checkpoint: %v", err)
+	}
+	check("corrupt checkpoint", res, all[1:], all[:1])
+	if !strings.Contains(logOf(), "checkpoint unusable; trying the one before it") {
+		t.Error("the build did not warn about the corrupt checkpoint")
+	}
+
+	// The output of the last build, restored from "booted" (taken minutes ago, in the cold
+	// build), boots and holds what all three steps did; its steps saw the host's time, not the
+	// checkpoint's.
+	wd := filepath.Join(dir, "boot")
+	if err := os.Mkdir(wd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	access := testguest.NewSeed(t, wd, "check", nil)
+	m, err := qemu.New().Start(context.Background(), hypervisor.Spec{Name: "ck-check", WorkDir: wd, MemoryMiB: 1024,
+		Disks: []hypervisor.Disk{{Path: filepath.Join(res.Dir, "e2e-ck.qcow2"), Format: "qcow2"}, {Path: access.Seed, Format: "raw", ReadOnly: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill(context.Background())
+	c := access.Dial(t, m.SSHAddr(), m.Done(), 5*time.Minute)
+	got, err := testguest.Run(c, "cat /etc/one /etc/two.conf /etc/three /etc/three-clock")
+	if err != nil {
+		t.Fatalf("check the image: %v\n%s", err, got)
+	}
+	lines := strings.Fields(got)
+	if len(lines) != 6 || strings.Join(lines[:5], " ") != "one two = 3 3" {
+		t.Fatalf("the image holds %q, want one, two = 3, 3 and a time", got)
+	}
+	clock, err := strconv.ParseInt(lines[5], 10, 64)
+	if guest := time.Unix(clock, 0); err != nil || guest.Before(lastBuild.Add(-30*time.Second)) || guest.After(time.Now()) {
+		t.Errorf("step 3 saw the time %s (%v), want one during the last build (from %s): the restored guest's clock was not set",
+			guest.UTC(), err, lastBuild.UTC())
+	}
+}
