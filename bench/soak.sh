@@ -2,7 +2,9 @@
 # Bakes the demo recipe (as `make demo` does) N times back to back and prints the success rate,
 # the p50 and p95 wall time, and what each build left behind: processes (QEMU, qemu-img,
 # qemu-nbd, ingot), work dirs, staging dirs in the output dir, temp files and loop devices.
-# The goal (issue 19): N of N, zero leftovers. Usage: bash bench/soak.sh [N]   (default 20)
+# The goal (issue 19): N of N, zero leftovers. Every build is a whole one (--no-cache): a restored
+# checkpoint would skip the boot and the steps, which are what a soak must repeat.
+# Usage: bash bench/soak.sh [N]   (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20}
@@ -30,7 +32,7 @@ times=()
 for i in $(seq 1 "$n"); do
 	out=$root/out-$i
 	start=$(date +%s%N)
-	if TMPDIR=$tmp bin/ingot build --out "$out" --work-dir "$work" --log-format json \
+	if TMPDIR=$tmp bin/ingot build --no-cache --out "$out" --work-dir "$work" --log-format json \
 		--var image_url="$url" --var image_sha256="$sum" demo >/dev/null 2>"$root/build-$i.log"; then
 		result=ok
 		ok=$((ok + 1))
