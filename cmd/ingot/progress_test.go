@@ -272,20 +272,29 @@ func (tm *tmux) exited() bool {
 	return strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{pane_dead}")) == "1"
 }
 
-// exitCode waits for the command to exit and returns its exit status.
+// exitCode waits for the command to exit and returns its exit status. tmux may mark the pane
+// dead a moment before it records the status, so an empty status is waited for too.
 func (tm *tmux) exitCode(timeout time.Duration) int {
 	tm.t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !tm.exited() {
-		if time.Now().After(deadline) {
+	for {
+		f := strings.SplitN(strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}")), ":", 3)
+		if len(f) != 3 {
+			tm.t.Fatalf("tmux pane state %q: want dead:status:signal", f)
+		}
+		dead, status, signal := f[0] == "1", f[1], f[2]
+		switch {
+		case dead && signal != "":
+			tm.t.Fatalf("the command was killed by signal %s:\n%s", signal, tm.capture())
+		case dead && status != "":
+			var code int
+			if _, err := fmt.Sscan(status, &code); err != nil {
+				tm.t.Fatalf("exit status %q: %v", status, err)
+			}
+			return code
+		case time.Now().After(deadline):
 			tm.t.Fatalf("the command did not exit within %v:\n%s", timeout, tm.capture())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var code int
-	status := tm.run("display-message", "-p", "-t", "t", "#{pane_dead_status}")
-	if _, err := fmt.Sscan(status, &code); err != nil {
-		tm.t.Fatalf("exit status %q: %v", status, err)
-	}
-	return code
 }
