@@ -18,8 +18,8 @@ work=$root/work # the builds' work root, so that only theirs is counted
 tmp=$root/tmp   # TMPDIR of the builds
 mkdir -p "$work" "$tmp"
 
-procs() { pgrep -f 'qemu-system|qemu-img|qemu-nbd|bin/ingot build' | grep -vx "$$" | wc -l; }
-loops() { losetup -a 2>/dev/null | wc -l; }
+procs() { { pgrep -f 'qemu-system|qemu-img|qemu-nbd|bin/ingot build' || true; } | wc -l; }
+loops() { { losetup -a 2>/dev/null || true; } | wc -l; }
 procs0=$(procs)
 loops0=$(loops)
 echo "machine: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg); qemu: $(qemu-system-x86_64 --version | head -1)"
