@@ -12,13 +12,15 @@ make -s build >&2
 img=$(bash testdata/guests/ensure.sh cloud)
 url=file://$img/debian-12-cloud.qcow2
 sum=$(cut -d' ' -f1 "$img/debian-12-cloud.qcow2.sha256")
-root=$(mktemp -d)
+root=$(mktemp -d "${TMPDIR:-/tmp}/ingot-soak.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 work=$root/work # the builds' work root, so that only theirs is counted
 tmp=$root/tmp   # TMPDIR of the builds
 mkdir -p "$work" "$tmp"
 
-procs() { { pgrep -f 'qemu-system|qemu-img|qemu-nbd|bin/ingot build' || true; } | wc -l; }
+# The builds' processes: QEMU, qemu-img, qemu-nbd and ingot itself all name a path under $root on
+# their command lines (the work dir, the disks, the output dir); other users' are not counted.
+procs() { { pgrep -f -- "$root/" || true; } | wc -l; }
 loops() { { losetup -a 2>/dev/null || true; } | wc -l; }
 procs0=$(procs)
 loops0=$(loops)
