@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,12 +91,7 @@ func (b *build) checkpointKeys() ([]string, error) {
 	if base == "" {
 		base = b.baseSum
 	}
-	h := sha256.New()
-	for _, part := range [][]byte{[]byte(checkpointFormat), []byte(base), boot, []byte(b.opts.Tool.QEMUVersion), []byte(b.spec("build").Accel), []byte(b.fwKind)} {
-		fmt.Fprintf(h, "%d:", len(part))
-		h.Write(part)
-	}
-	keys := []string{hex.EncodeToString(h.Sum(nil))}
+	keys := []string{digestOf([]byte(checkpointFormat), []byte(base), boot, []byte(b.opts.Tool.QEMUVersion), []byte(b.spec("build").Accel), []byte(b.fwKind))}
 	cached := true
 	for i := range b.r.Provision {
 		s := &b.r.Provision[i]
@@ -110,12 +106,32 @@ func (b *build) checkpointKeys() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.New()
-		fmt.Fprintf(h, "%s:%d:", keys[i], len(c))
-		h.Write(c)
-		keys = append(keys, hex.EncodeToString(h.Sum(nil)))
+		keys = append(keys, digestOf([]byte(keys[i]), c))
 	}
 	return keys, nil
+}
+
+// digestOf is the hex sha256 of parts, each length-prefixed so that no two lists of parts hash
+// alike: the one way a checkpoint key and a build's inputs hash are made.
+func digestOf(parts ...[]byte) string {
+	h := sha256.New()
+	for _, part := range parts {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// dropResume forgets the checkpoint prepare chose and removes the disk and seed it made from
+// it, so that the build can prepare afresh and boot.
+func (b *build) dropResume() error {
+	b.ck.at, b.ck.resumed = -1, images.Checkpoint{}
+	for _, f := range []string{b.diskPath, b.seedPath} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // findCheckpoint sets b.ck.resumed to the checkpoint of the longest cached prefix of the build,

@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -204,11 +202,8 @@ func (b *build) prepare(ctx context.Context) error {
 			}
 			// Pruned since it was found, say: boot instead.
 			b.log.Warn("the checkpoint cannot be used; booting instead", "after", b.checkpointStep(b.ck.at), "err", err)
-			b.ck.at, b.ck.resumed = -1, images.Checkpoint{}
-			for _, f := range []string{b.diskPath, b.seedPath} {
-				if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
+			if err := b.dropResume(); err != nil {
+				return err
 			}
 		}
 	}
@@ -325,11 +320,8 @@ func (b *build) boot(ctx context.Context) error {
 		if err := b.opts.Images.RemoveCheckpoint(ctx, b.ck.resumed.Key); err != nil {
 			b.log.Warn("removing the checkpoint that did not restore", "err", err)
 		}
-		b.ck.at, b.ck.resumed = -1, images.Checkpoint{}
-		for _, f := range []string{b.diskPath, b.seedPath} {
-			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
+		if err := b.dropResume(); err != nil {
+			return err
 		}
 		if err := b.prepareFresh(ctx); err != nil {
 			return err

@@ -2,8 +2,6 @@ package bake
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -45,12 +43,7 @@ func (b *build) inputsDigest(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%s: source.iso: %w", src.ISO.Pos, err)
 		}
 	}
-	h := sha256.New()
-	for _, part := range [][]byte{[]byte(OutputVersion), c, []byte(base)} {
-		fmt.Fprintf(h, "%d:", len(part))
-		h.Write(part)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return digestOf([]byte(OutputVersion), c, []byte(base)), nil
 }
 
 // upToDate returns the manifest of the build published in the output dir if it was made from
