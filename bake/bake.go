@@ -57,6 +57,9 @@ type Options struct {
 	NoCache bool
 	// Force builds even when the published outputs are up to date with the inputs (--force).
 	Force bool
+	// TestBoot overrides the recipe's test.boot (recipes.TestBootFirst, TestBootAll or
+	// TestBootNone) when set: --test-boot.
+	TestBoot string
 	// Tool is recorded in the manifest.
 	Tool manifest.Tool
 }
@@ -161,6 +164,7 @@ func (b *build) units() []unit {
 		unit{name: "shutdown", run: b.shutdown},
 		unit{name: "snapshot", run: b.snapshot},
 		unit{name: "convert", run: b.convert},
+		unit{name: "test", run: b.test},
 		unit{name: "record", run: b.record},
 	)
 }

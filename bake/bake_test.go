@@ -79,8 +79,8 @@ func runBuild(t *testing.T, recipeYAML string, files map[string]string, tweak fu
 }
 
 // runBuildIn is runBuild in dir, whose caches, image store and outputs a build before it may have
-// filled. Builds take no checkpoints unless tweak says so: the tests of other things need not pay
-// for them (checkpoint_test.go tests them).
+// filled. Builds take no checkpoints and make no test boots unless tweak says so: the tests of
+// other things need not pay for them (checkpoint_test.go and testboot_test.go test them).
 func runBuildIn(t *testing.T, dir, recipeYAML string, files map[string]string, tweak func(*bake.Options)) (*bake.Result, error) {
 	t.Helper()
 	for name, content := range files {
@@ -116,6 +116,7 @@ func runBuildIn(t *testing.T, dir, recipeYAML string, files map[string]string, t
 	opts := bake.Options{
 		Recipe: r, OutDir: out, WorkRoot: filepath.Join(dir, "work"), Logger: log,
 		Driver: qemu.New(qemu.WithLogger(log)), Sources: fetcher, Images: store, NoCache: true,
+		TestBoot: recipes.TestBootNone, // testboot_test.go tests the test boots
 	}
 	if tweak != nil {
 		tweak(&opts)

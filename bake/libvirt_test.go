@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,11 @@ func TestDemoRecipeThroughRemoteLibvirt(t *testing.T) {
 	if got, want := outputFormats(l), outputFormats(q); !reflect.DeepEqual(got, want) {
 		t.Errorf("outputs differ: libvirt %v, qemu %v", got, want)
 	}
+	// Every output was test-booted, through the driver that built it: the first (the minimal raw
+	// image) fully, with every check passing, the others to the kernel (issue 14).
+	for _, side := range sides {
+		checkDemoTests(t, side.name, side.res.Manifest)
+	}
 	if !reflect.DeepEqual(l.Packages, q.Packages) {
 		t.Errorf("package inventories differ: libvirt has %d packages, qemu %d", len(l.Packages), len(q.Packages))
 	}
@@ -113,6 +119,9 @@ func TestDemoRecipeThroughRemoteLibvirt(t *testing.T) {
 	}
 	var demoLine string
 	for i, o := range q.Outputs {
+		if o.Format != "qcow2" && o.Format != "vmdk" && o.Format != "vhdx" {
+			continue // shrunk, compressed or packed: their sizes follow the images' data
+		}
 		qPath := filepath.Join(sides[0].res.Dir, o.File)
 		lPath := filepath.Join(sides[1].res.Dir, l.Outputs[i].File)
 		qi, li := inspect(t, qPath), inspect(t, lPath)
@@ -218,4 +227,42 @@ func guestFile(t *testing.T, image, path string) string {
 	}
 	t.Fatalf("%s: no ext4 partition in %s", image, layout(in))
 	return ""
+}
+
+// checkDemoTests checks the demo build's test boots as its manifest records them: a full boot of
+// the minimal raw image with every check passing (grown and the recipe's provisioned among them),
+// and a smoke boot of each other output but the bmap.
+func checkDemoTests(t *testing.T, side string, m *manifest.Manifest) {
+	t.Helper()
+	for i, o := range m.Outputs {
+		if o.Format == "bmap" {
+			if len(o.Tests) != 0 {
+				t.Errorf("%s: the bmap %s was test-booted: %+v", side, o.File, o.Tests)
+			}
+			continue
+		}
+		if len(o.Tests) != 1 || !o.Tests[0].Passed || o.Tests[0].Firmware != "uefi" {
+			t.Errorf("%s: %s tests = %+v, want one passed boot under uefi", side, o.File, o.Tests)
+			continue
+		}
+		var checks []string
+		for _, c := range o.Tests[0].Checks {
+			checks = append(checks, c.Name+"="+c.Result)
+		}
+		want := []string{"boots=pass"}
+		boot := "smoke"
+		if i == 0 {
+			want = []string{"boots=pass", "cloud-init=pass", "fresh-identity=pass", "no-build-user=pass", "grown=pass", "provisioned=pass"}
+			boot = "full"
+		}
+		if o.Tests[0].Boot != boot || !slices.Equal(checks, want) {
+			t.Errorf("%s: %s: a %s boot with %v, want a %s boot with %v", side, o.File, o.Tests[0].Boot, checks, boot, want)
+		}
+	}
+	if len(m.Outputs) != 7 || m.Outputs[0].File != "demo-minimal.raw" {
+		t.Errorf("%s: outputs %v, want the demo's 7 files, demo-minimal.raw first", side, outputFormats(m))
+	}
+	if bm := m.BuildMachine; bm == nil || len(bm.MachineID) != 32 || len(bm.HostKeys) == 0 || bm.User != "ingot" || !bm.Generalized {
+		t.Errorf("%s: build_machine = %+v", side, bm)
+	}
 }

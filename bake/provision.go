@@ -140,7 +140,8 @@ func parseMode(s string) (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
-// inventory records the guest's packages for the manifest, before generalize removes anything.
+// inventory records the guest's packages for the manifest, and who the build machine is (for the
+// test boots), before generalize removes anything.
 func (b *build) inventory(ctx context.Context) error {
 	var out []byte
 	err := b.waits.track(func() (err error) {
@@ -155,7 +156,7 @@ func (b *build) inventory(ctx context.Context) error {
 			b.packages = append(b.packages, manifest.Package{Name: name, Version: version})
 		}
 	}
-	return nil
+	return b.waits.track(func() error { return b.readBuildMachine(ctx) })
 }
 
 // generalizeScript turns the build guest into a template, as virt-sysprep's defaults do. It runs

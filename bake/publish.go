@@ -122,7 +122,13 @@ func (b *build) convert(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("staging dir: %w", err)
 	}
-	b.onCleanup("remove the staging dir", func(context.Context) error { return sd.Remove() })
+	b.onCleanup("remove the staging dir", func(context.Context) error {
+		if b.failed && b.testFailed && b.opts.KeepOnFailure {
+			b.log.Warn("kept the outputs whose test boot failed", "dir", staging)
+			return sd.Keep("kept by ingot build --keep-on-failure: outputs whose test boot failed; remove this directory when done\n")
+		}
+		return sd.Remove()
+	})
 	specs, err := outputSpecs(b.r)
 	if err != nil {
 		return err
@@ -225,6 +231,7 @@ func (b *build) record(ctx context.Context) error {
 		m.Inputs = append(m.Inputs, manifest.Input{Kind: "image", URL: "image:" + i.Name, SHA256: b.baseLayer})
 	}
 	m.Image = b.image
+	m.BuildMachine = b.buildMachine
 	sort.Slice(m.Packages, func(i, j int) bool { return m.Packages[i].Name < m.Packages[j].Name })
 	staging := b.stagingDir()
 	if err := manifest.Write(filepath.Join(staging, "manifest.json"), m); err != nil {

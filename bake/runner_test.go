@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -60,6 +61,8 @@ type fakeDriver struct {
 	kill func(ctx context.Context) error
 	// machine is the last machine started.
 	machine *fakeMachine
+	// console, when set, says what a machine's console holds once it has started.
+	console func(hypervisor.Spec) string
 }
 
 func (d *fakeDriver) Start(_ context.Context, spec hypervisor.Spec) (hypervisor.Machine, error) {
@@ -73,7 +76,11 @@ func (d *fakeDriver) Start(_ context.Context, spec hypervisor.Spec) (hypervisor.
 		d.j.add("start %s", spec.Name)
 	}
 	console := filepath.Join(spec.WorkDir, "console.log")
-	if err := os.WriteFile(console, []byte("fake console\n"), 0o600); err != nil {
+	text := "fake console\n"
+	if d.console != nil {
+		text = d.console(spec)
+	}
+	if err := os.WriteFile(console, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	d.machine = &fakeMachine{j: d.j, name: spec.Name, console: console, kill: d.kill, done: make(chan struct{})}
@@ -156,6 +163,8 @@ type fakeGuest struct {
 	act func(ctx context.Context, action string) error
 	// closeErr is what every Close returns.
 	closeErr error
+	// reply, when set, is what an action writes to its stdout (Run) or returns (Output).
+	reply func(action string) string
 }
 
 func (g *fakeGuest) do(ctx context.Context, format string, args ...any) error {
@@ -175,12 +184,21 @@ func sudo(cmd communicator.Cmd) string {
 }
 
 func (g *fakeGuest) Run(ctx context.Context, cmd communicator.Cmd) error {
-	return g.do(ctx, "run %s%s", sudo(cmd), cmd.Command)
+	action := fmt.Sprintf("run %s%s", sudo(cmd), cmd.Command)
+	err := g.do(ctx, "%s", action)
+	if g.reply != nil && cmd.Stdout != nil {
+		_, _ = io.WriteString(cmd.Stdout, g.reply(action))
+	}
+	return err
 }
 
 func (g *fakeGuest) Output(ctx context.Context, cmd communicator.Cmd) ([]byte, error) {
-	if err := g.do(ctx, "output %s%s", sudo(cmd), cmd.Command); err != nil {
+	action := fmt.Sprintf("output %s%s", sudo(cmd), cmd.Command)
+	if err := g.do(ctx, "%s", action); err != nil {
 		return nil, err
+	}
+	if g.reply != nil {
+		return []byte(g.reply(action)), nil
 	}
 	return []byte("bash\t5.2\ncoreutils\t9.1\n"), nil
 }
@@ -270,6 +288,7 @@ func newFakeBuildIn(t *testing.T, dir string, edit func(string) string, tweak fu
 	opts := Options{
 		Recipe: r, OutDir: filepath.Join(dir, "out"), WorkRoot: filepath.Join(dir, "work"), Logger: log,
 		Driver: &fakeDriver{j: j}, Sources: fetcher, Progress: progress.Nop(),
+		TestBoot: recipes.TestBootNone, // testboot_test.go tests the test boots
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -326,11 +345,11 @@ func TestRunnerUnitsOfARecipe(t *testing.T) {
 	}
 	want := []string{"fetch", "prepare", "install", "boot", "connect",
 		"provision[0] shell", "provision[1] shell", "provision[2] file", "provision[3] reboot", "provision[4] file",
-		"inventory", "generalize", "shutdown", "snapshot", "convert", "record"}
+		"inventory", "generalize", "shutdown", "snapshot", "convert", "test", "record"}
 	if !slices.Equal(names, want) {
 		t.Errorf("units %q\nwant  %q", names, want)
 	}
-	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", ""}
+	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", "", ""}
 	if !slices.Equal(ats, wantAt) {
 		t.Errorf("units at %q\nwant     %q", ats, wantAt)
 	}
@@ -457,6 +476,7 @@ func TestFakeBuild(t *testing.T) {
 		"reboot",
 		"download /var/log/a.log",
 		"output if command -v dpkg-query",
+		"output sudo cat /etc/machine-id",
 		"run sudo sh -c 'set -u",
 		"close",
 		"shutdown fake-build",
@@ -478,7 +498,7 @@ func TestFakeBuild(t *testing.T) {
 	wantSteps := []string{"fetch@", "prepare@", "install@", "boot@", "connect@",
 		"provision[0] shell@r.yaml:5:5", "provision[1] shell@r.yaml:6:5", "provision[2] file@r.yaml:7:5",
 		"provision[3] reboot@r.yaml:8:5", "provision[4] file@r.yaml:9:5",
-		"inventory@", "generalize@", "shutdown@", "snapshot@", "convert@"} // record writes the manifest
+		"inventory@", "generalize@", "shutdown@", "snapshot@", "convert@", "test@"} // record writes the manifest
 	if !slices.Equal(steps, wantSteps) || !slices.Equal(m.Provisioners, m.Steps[5:10]) {
 		t.Errorf("manifest steps %q\nwant %q\nprovisioners %+v", steps, wantSteps, m.Provisioners)
 	}
@@ -710,6 +730,7 @@ func TestFakeBuildResumes(t *testing.T) {
 		"run sudo date -u -s @",
 		"download /var/log/a.log",
 		"output if command -v dpkg-query",
+		"output sudo cat /etc/machine-id",
 		"run sudo sh -c 'set -u",
 		"close",
 		"shutdown fake-build",

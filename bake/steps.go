@@ -59,6 +59,9 @@ type build struct {
 	ck          checkpoints
 	inputs      string // the sha256 of what decides the outputs (inputsDigest)
 	diskSize    int64  // prepare: the build disk's virtual size
+	// buildMachine is who the build machine was (inventory), for the test boots and the manifest.
+	buildMachine *manifest.BuildMachine
+	testFailed   bool // a test boot's check failed: --keep-on-failure keeps the staged outputs
 
 	// dial connects to the guest: communicator.Connect, or a fake guest in the unit tests.
 	dial func(context.Context, communicator.Config) (guestConn, error)
@@ -462,8 +465,7 @@ func (b *build) waitCloudInit(ctx context.Context) error {
 }
 
 func (b *build) manualBoot() string {
-	return fmt.Sprintf("qemu-system-x86_64 -machine q35 -m %d -smp %d -drive file=%s,if=virtio -drive file=%s,if=virtio,format=raw,readonly=on -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0 -serial stdio -display none",
-		b.r.Machine.MemoryMiB, b.r.Machine.CPUs, filepath.Join(b.workDir, "disk.qcow2"), filepath.Join(b.workDir, "seed.img"))
+	return manualBoot(b.r.Machine.MemoryMiB, b.r.Machine.CPUs, b.fwKind, filepath.Join(b.workDir, "disk.qcow2"), filepath.Join(b.workDir, "seed.img"))
 }
 
 // shutdown powers the guest off in order; a forced stop is a warning (the image is consistent at

@@ -43,7 +43,12 @@ func (b *build) inputsDigest(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%s: source.iso: %w", src.ISO.Pos, err)
 		}
 	}
-	return digestOf([]byte(OutputVersion), c, []byte(base)), nil
+	parts := [][]byte{[]byte(OutputVersion), c, []byte(base)}
+	if o := b.opts.TestBoot; o != "" && o != b.r.Test.Boot {
+		// Published without the recipe's test boots (or with more): not what the recipe says.
+		parts = append(parts, []byte("test.boot="+o))
+	}
+	return digestOf(parts...), nil
 }
 
 // upToDate returns the manifest of the build published in the output dir if it was made from

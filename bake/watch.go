@@ -24,12 +24,28 @@ var cloudInitFatal = []struct {
 	{regexp.MustCompile(`Running module (\S+) \(.*\) failed`), "a cloud-init module failed"},
 }
 
+// bootFatal are the console messages of a machine that will not come up: no boot device, a
+// bootloader that cannot go on, or systemd in emergency mode (a mount in /etc/fstab failed, say).
+// A test boot that sees one fails its boots check at once, with the console, instead of waiting
+// minutes for an SSH server that will never start.
+var bootFatal = []struct {
+	re   *regexp.Regexp
+	what string
+}{
+	{regexp.MustCompile(`No bootable device|No bootable option or device was found|Boot failed: not a bootable disk`), "the firmware found nothing to boot"},
+	{regexp.MustCompile(`grub rescue>|error: (unknown filesystem|no such device|file .* not found)`), "the bootloader could not load the system"},
+	{regexp.MustCompile(`You are in (emergency|rescue) mode|Give root password for maintenance|Cannot open access to console, the root account is locked`), "systemd stopped in emergency mode (a unit the boot needs failed: often a mount in /etc/fstab)"},
+	{regexp.MustCompile(`Kernel panic - not syncing`), "the kernel panicked"},
+}
+
 // consoleWatch scans a machine's serial console log as it grows and reports the first fatal
-// cloud-init message: a build waiting for SSH then fails at once, saying what went wrong,
-// instead of timing out minutes later (Packer's "Waiting for SSH…" black box).
+// message: by default a fatal cloud-init one, so that a build waiting for SSH fails at once,
+// saying what went wrong, instead of timing out minutes later (Packer's "Waiting for SSH…" black
+// box); with boot set, a boot that cannot succeed (bootFatal) too.
 type consoleWatch struct {
 	path  string
 	every time.Duration
+	boot  bool
 }
 
 // watch returns a channel that receives one error if a fatal line appears before ctx ends.
@@ -51,7 +67,11 @@ func (w consoleWatch) watch(ctx context.Context) <-chan error {
 				} else {
 					lines, partial = nil, data
 				}
-				if msg := fatalCloudInitLine(lines); msg != "" {
+				msg := fatalCloudInitLine(lines)
+				if msg == "" && w.boot {
+					msg = fatalBootLine(lines)
+				}
+				if msg != "" {
 					out <- errors.New(msg)
 					return
 				}
@@ -78,6 +98,19 @@ func readFrom(path string, off int64) ([]byte, int64, error) {
 	}
 	b, err := io.ReadAll(f)
 	return b, int64(len(b)), err
+}
+
+// fatalBootLine returns a description of the first bootFatal message in lines, with the line
+// itself, or "".
+func fatalBootLine(lines []byte) string {
+	for line := range bytes.Lines(lines) {
+		for _, f := range bootFatal {
+			if f.re.Match(line) {
+				return fmt.Sprintf("%s; the console says: %s", f.what, bytes.TrimSpace(line))
+			}
+		}
+	}
+	return ""
 }
 
 // fatalCloudInitLine returns a description of the first fatal cloud-init message in lines, with

@@ -68,13 +68,19 @@ func (fw Firmware) NeedsVars() bool {
 }
 
 // MachineOptions are the properties the -machine option must carry for this firmware
-// ("smm=on" for firmware that requires SMM). They are separate from Args because the hypervisor
-// owns -machine and builds it in one piece (type, accel, these).
+// ("smm=on" for firmware that requires SMM; "graphics=off" for SeaBIOS, which then mirrors its
+// screen to the serial console, so that "Boot failed: not a bootable disk" reaches the console
+// log as OVMF's messages do). They are separate from Args because the hypervisor owns -machine
+// and builds it in one piece (type, accel, these).
 func (fw Firmware) MachineOptions() []string {
+	var opts []string
 	if fw.RequiresSMM {
-		return []string{"smm=on"}
+		opts = append(opts, "smm=on")
 	}
-	return nil
+	if fw.Device == DeviceMemory {
+		opts = append(opts, "graphics=off")
+	}
+	return opts
 }
 
 // Args renders the QEMU arguments that load the firmware, as an argv fragment. vars is the file

@@ -75,8 +75,8 @@ func TestArgs(t *testing.T) {
 		{name: "stateless: shared read-only code", fw: stateless, vars: "", want: []string{
 			"-drive", "if=pflash,format=raw,unit=0,file=/fw/OVMF.inteltdx.fd,readonly=on",
 		}},
-		{name: "bios", fw: bios, vars: "", want: []string{"-bios", "/usr/share/seabios/bios-256k.bin"}},
-		{name: "bios ignores vars", fw: bios, vars: "/v.qcow2", want: []string{"-bios", "/usr/share/seabios/bios-256k.bin"}},
+		{name: "bios", fw: bios, vars: "", want: []string{"-bios", "/usr/share/seabios/bios-256k.bin"}, wantMOpts: []string{"graphics=off"}},
+		{name: "bios ignores vars", fw: bios, vars: "/v.qcow2", want: []string{"-bios", "/usr/share/seabios/bios-256k.bin"}, wantMOpts: []string{"graphics=off"}},
 		{name: "split without vars", fw: debian, needsVars: true, wantErr: "split firmware needs its per-build copy"},
 		{name: "combined without vars", fw: combined, needsVars: true, wantErr: "combined firmware needs its per-build copy"},
 		{name: "zero firmware", fw: Firmware{}, wantErr: "no firmware executable"},

@@ -26,7 +26,7 @@ import (
 )
 
 // Version is the schema_version this package writes and the newest it reads in full.
-const Version = "1.1"
+const Version = "1.2"
 
 // ErrVersion marks a manifest whose schema_version is missing, malformed, or of a major this
 // package does not read.
@@ -55,6 +55,27 @@ type Manifest struct {
 	Packages  []Package `json:"packages"`
 	// Image is where the built disk was kept in the image store.
 	Image *Image `json:"image,omitempty"`
+	// BuildMachine is who the build machine was, and what generalize was asked to remove: what
+	// a test boot's fresh-identity and no-build-user checks compare the image against, in the
+	// build and in `ingot test` later (since 1.2).
+	BuildMachine *BuildMachine `json:"build_machine,omitempty"`
+}
+
+// BuildMachine identifies the build machine: nothing in it is secret (the build's private keys
+// never leave the build's private work dir).
+type BuildMachine struct {
+	// User is the build user, AuthorizedKey its (public) key.
+	User          string `json:"user"`
+	AuthorizedKey string `json:"authorized_key"`
+	// MachineID is the build machine's /etc/machine-id.
+	MachineID string `json:"machine_id"`
+	// HostKeys are its SSH host public keys ("TYPE BASE64").
+	HostKeys []string `json:"host_keys"`
+	// DiskBytes is the build disk's size: a shrunk output is test-booted on a disk this big.
+	DiskBytes int64 `json:"disk_bytes"`
+	// Generalized says generalize ran; Kept lists what it was told to keep (generalize.keep).
+	Generalized bool     `json:"generalized"`
+	Kept        []string `json:"kept,omitempty"`
 }
 
 // Recipe is the recipe a build ran.
@@ -119,6 +140,36 @@ type File struct {
 	Format string `json:"format"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Tests are the test boots of an output, one per firmware it was booted under (since 1.2).
+	Tests []TestBoot `json:"tests,omitempty"`
+}
+
+// TestBoot is one boot of an output and the checks it ran.
+type TestBoot struct {
+	// Boot is "full" (every check) or "smoke" (the bootloader reached the kernel).
+	Boot     string  `json:"boot"`
+	Firmware string  `json:"firmware"`
+	Passed   bool    `json:"passed"`
+	Seconds  float64 `json:"seconds"`
+	Checks   []Check `json:"checks"`
+}
+
+// Check results.
+const (
+	CheckPass = "pass"
+	CheckFail = "fail"
+	CheckSkip = "skip"
+)
+
+// Check is one check of a test boot: a built-in one (boots, cloud-init, fresh-identity,
+// no-build-user, grown) or one of the recipe's tests.
+type Check struct {
+	Name string `json:"name"`
+	// Result is pass, fail or skip.
+	Result  string  `json:"result"`
+	Seconds float64 `json:"seconds"`
+	// Output is what the check saw, or why it was skipped (its end, when long).
+	Output string `json:"output,omitempty"`
 }
 
 // Package is one installed package in the image.

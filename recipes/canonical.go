@@ -47,7 +47,11 @@ import (
 )
 
 // canonVersion is the version of the canonical forms. Changing what they cover or how they are
-// written must bump it, so that no key an older ingot computed can match by accident.
+// written must bump it, so that no key an older ingot computed can match by accident; bumping it
+// changes every form, and so drops every checkpoint. A member added to one form that every form
+// of the new kind carries needs no bump: no older form has it, so none can match. That is how
+// test and tests joined the recipe's Canonical, leaving BootCanonical and Step.Canonical (the
+// checkpoint keys) as they were.
 const canonVersion = 1
 
 // Canonical is the step's canonical form: what it does, and the size and sha256 of every local
@@ -300,7 +304,8 @@ func (r *Recipe) bootCanonical() (object, error) {
 }
 
 // Canonical is the canonical form of the whole recipe: BootCanonical, every step's Canonical in
-// order, generalize, the outputs and the name (which names the outputs and the stored image).
+// order, generalize, the outputs, test and tests, and the name (which names the outputs and the
+// stored image).
 // Two recipes that differ only in formatting, comments, key order, the file's name or
 // directory, or unused variables, give the same bytes; one byte changed in a file a step uploads
 // or runs changes them. It is what the manifest's recipe hash and "nothing changed, up to date"
@@ -323,6 +328,13 @@ func (r *Recipe) Canonical() ([]byte, error) {
 		outputs = append(outputs, object{"format": o.Format, "compress": o.Compress, "subformat": o.Subformat, "bmap": o.Bmap, "shrink": o.Shrink})
 	}
 	keep := slices.Sorted(slices.Values(r.Generalize.Keep)) // a set: its order changes nothing
+	// The test boots and their checks decide whether a build publishes, so changing a check
+	// makes an up-to-date build run again. The firmwares and checks keep their order: it is the
+	// order they run and are reported in.
+	checks := make([]any, 0, len(r.Tests))
+	for _, c := range r.Tests {
+		checks = append(checks, object{"name": c.Name, "run": c.Run, "sudo": c.Sudo, "timeout": canonDuration(c.Timeout)})
+	}
 	return encodeCanonical(object{
 		"v":          canonVersion,
 		"name":       r.Name,
@@ -330,6 +342,8 @@ func (r *Recipe) Canonical() ([]byte, error) {
 		"provision":  steps,
 		"generalize": object{"enabled": r.Generalize.Enabled, "keep": stringList(keep)},
 		"outputs":    outputs,
+		"test":       object{"boot": r.Test.Boot, "firmware": stringList(r.Test.Firmware)},
+		"tests":      checks,
 	})
 }
 

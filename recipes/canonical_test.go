@@ -40,6 +40,8 @@ var canonicalDecisions = map[string]string{
 	"Recipe.Provision":   holds,
 	"Recipe.Generalize":  holds,
 	"Recipe.Outputs":     holds,
+	"Recipe.Test":        holds,
+	"Recipe.Tests":       holds,
 	"Recipe.File":        "ignored: where the recipe is, not what it says",
 	"Recipe.Dir":         "ignored: where the recipe is, not what it says",
 	"Recipe.positions":   ignoredPos,
@@ -118,6 +120,18 @@ var canonicalDecisions = map[string]string{
 	"Output.Bmap":      inRecipe,
 	"Output.Shrink":    inRecipe,
 	"Output.Pos":       ignoredPos,
+
+	// Test boots run after the last checkpoint and change nothing in the image, but they decide
+	// whether a build publishes: a changed check makes the build not up to date.
+	"Test.Boot":     inRecipe,
+	"Test.Firmware": inRecipe,
+	"Test.Pos":      ignoredPos,
+
+	"Check.Name":    inRecipe,
+	"Check.Run":     inRecipe,
+	"Check.Sudo":    inRecipe,
+	"Check.Timeout": inRecipe,
+	"Check.Pos":     ignoredPos,
 }
 
 // noGenericChange lists fields that TestCanonicalFieldChanges cannot change on its own, and the
@@ -259,6 +273,14 @@ generalize:
 outputs:
   - { format: raw, compress: zstd, bmap: true, shrink: minimal }
   - { format: vmdk, subformat: streamOptimized }
+test:
+  boot: all
+  firmware: [bios, uefi]
+tests:
+  - name: nginx-answers
+    run: curl -fsS http://localhost/ | grep -q Welcome
+    timeout: 30s
+  - { name: motd, run: "grep -q ingot /etc/motd", sudo: false }
 `
 
 // canonVariants are canonRecipe with each kind of source, so every field is set in one of them.
@@ -467,6 +489,14 @@ func TestCanonicalFieldChanges(t *testing.T) {
 // fields no form holds (description, variables, URL, accel, driver, ssh timeout) changed.
 const canonRecipeOther = `
 # Another file, another directory, the same recipe as far as any build can tell.
+tests:
+  - { timeout: 0.5m, run: "curl -fsS http://localhost/ | grep -q Welcome", sudo: true, name: nginx-answers }
+  - sudo: false
+    timeout: 5m        # the default, written out
+    run: |-
+      grep -q ingot /etc/motd
+    name: motd
+test: { firmware: [bios, uefi], boot: all }
 outputs: [ {shrink: minimal, bmap: true, compress: zstd, format: raw}, {subformat: streamOptimized, format: vmdk} ]
 generalize: { keep: [machine-id, logs] }   # a set: its order changes nothing
 provision:
@@ -564,6 +594,17 @@ func TestCanonicalChanges(t *testing.T) {
 		{"the name", "name: t\n", "name: u\n", []string{"recipe"}},
 		{"generalize", "generalize:\n  keep: [logs, machine-id]\n", "generalize: false\n", []string{"recipe"}},
 		{"an output", "format: vmdk, subformat: streamOptimized", "format: vmdk, subformat: monolithicSparse", []string{"recipe"}},
+		{"the test boots", "boot: all", "boot: first", []string{"recipe"}},
+		{"a test firmware", "firmware: [bios, uefi]", "firmware: [bios, uefi-secure]", []string{"recipe"}},
+		{"test firmwares swapped", "firmware: [bios, uefi]", "firmware: [uefi, bios]", []string{"recipe"}},
+		{"test: left out (the defaults)", "test:\n  boot: all\n  firmware: [bios, uefi]\n", "", []string{"recipe"}},
+		{"a check's name", "name: motd", "name: motd2", []string{"recipe"}},
+		{"one character of a check", "grep -q ingot /etc/motd", "grep -q ingoT /etc/motd", []string{"recipe"}},
+		{"a check's sudo", "sudo: false }", "sudo: true }", []string{"recipe"}},
+		{"a check's timeout", "timeout: 30s", "timeout: 31s", []string{"recipe"}},
+		{"a check added", "    timeout: 30s\n", "    timeout: 30s\n  - { name: more, run: \"true\" }\n", []string{"recipe"}},
+		{"checks swapped", "  - name: nginx-answers\n    run: curl -fsS http://localhost/ | grep -q Welcome\n    timeout: 30s\n  - { name: motd, run: \"grep -q ingot /etc/motd\", sudo: false }\n",
+			"  - { name: motd, run: \"grep -q ingot /etc/motd\", sudo: false }\n  - name: nginx-answers\n    run: curl -fsS http://localhost/ | grep -q Welcome\n    timeout: 30s\n", []string{"recipe"}},
 		{"outputs swapped", "  - { format: raw, compress: zstd, bmap: true, shrink: minimal }\n  - { format: vmdk, subformat: streamOptimized }\n",
 			"  - { format: vmdk, subformat: streamOptimized }\n  - { format: raw, compress: zstd, bmap: true, shrink: minimal }\n", []string{"recipe"}},
 		// Fields no form holds.
@@ -572,6 +613,7 @@ func TestCanonicalChanges(t *testing.T) {
 		{"the SSH timeout", "timeout: 5m\nprovision", "timeout: 7m\nprovision", nil},
 		{"cache: false", "  - reboot: { timeout: 5m }\n", "  - reboot: { timeout: 5m }\n    cache: false\n", nil},
 		{"a same-valued spelling", "memory: 1GiB", "memory: 1024MiB", nil},
+		{"a check's default written out", "sudo: false }", "sudo: false, timeout: 5m }", nil},
 	}
 	dir := canonDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "files", "setup2.sh"), []byte("#!/bin/sh\necho setup\n"), 0o755); err != nil {

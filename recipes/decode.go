@@ -36,6 +36,9 @@ type decoder struct {
 	nodes int
 	// open holds the collections value is inside, to catch an alias to one of them.
 	open map[ast.Node]bool
+	// checksFile is set when the file is a checks file (LoadChecks), not a recipe, so that
+	// messages about the whole file call it what it is.
+	checksFile bool
 }
 
 // errorf records an error at pos for the value at path.

@@ -93,41 +93,48 @@ func sortErrors(es Errors) {
 }
 
 // alias maps words people reach for (from Packer, lima, cloud consoles) to ingot's keys, for
-// the suggestion in "unknown key" errors when spelling alone does not find it.
-func alias(word string) string {
+// the suggestion in "unknown key" errors when spelling alone does not find it. A word may stand
+// for different keys in different places; suggest takes the first that the place knows.
+func alias(word string) []string {
 	switch word {
 	case "ram", "mem", "memory_mb":
-		return "memory"
+		return []string{"memory"}
 	case "cores", "vcpus", "cpu", "smp":
-		return "cpus"
+		return []string{"cpus"}
 	case "disk_size", "size":
-		return "disk"
+		return []string{"disk"}
 	case "checksum", "digest", "iso_checksum":
-		return "sha256"
+		return []string{"sha256"}
 	case "iso_url", "location":
-		return "url"
+		return []string{"url"}
 	case "userdata", "user-data":
-		return "user_data"
+		return []string{"user_data"}
 	case "network-config":
-		return "network_config"
+		return []string{"network_config"}
 	case "provisioners", "provisioner", "steps":
-		return "provision"
+		return []string{"provision"}
 	case "output", "artifacts":
-		return "outputs"
-	case "command", "commands", "run":
-		return "inline"
+		return []string{"outputs"}
+	case "command", "commands", "cmd":
+		return []string{"inline", "run"} // a shell step's, a check's
+	case "run":
+		return []string{"inline"}
+	case "inline", "script", "shell":
+		return []string{"run"} // in a check, which has neither
+	case "checks", "check":
+		return []string{"tests"}
 	case "source", "from":
-		return "src"
+		return []string{"src"}
 	case "destination", "dest", "to":
-		return "dst"
+		return []string{"dst"}
 	case "boot_command":
-		return "boot_keys"
+		return []string{"boot_keys"}
 	case "vars":
-		return "variables"
+		return []string{"variables"}
 	case "env_vars", "environment":
-		return "env"
+		return []string{"env"}
 	}
-	return ""
+	return nil
 }
 
 // suggest returns the candidate closest to word, or "" when none is close enough to be a likely
@@ -140,8 +147,10 @@ func suggest(word string, candidates []string) string {
 			return c
 		}
 	}
-	if a := alias(lw); a != "" && slices.Contains(candidates, a) {
-		return a
+	for _, a := range alias(lw) {
+		if slices.Contains(candidates, a) {
+			return a
+		}
 	}
 	budget := 1
 	switch {

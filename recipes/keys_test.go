@@ -100,6 +100,12 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"outputs[0].subformat":         "monolithicSparse",
 		"outputs[0].bmap":              true,
 		"outputs[0].shrink":            "minimal",
+		"test.boot":                    "all",
+		"test.firmware":                []any{"bios", "uefi"},
+		"tests[0].name":                "nginx",
+		"tests[0].run":                 "curl -fsS http://localhost/",
+		"tests[0].sudo":                false,
+		"tests[0].timeout":             "30s",
 	}
 	leaves := leafPaths(reflect.TypeFor[Recipe](), "")
 	if len(leaves) < 40 {
@@ -176,6 +182,8 @@ func skeleton(leaf string) map[string]any {
 		r["outputs"] = []any{map[string]any{"format": format}}
 	case strings.HasPrefix(leaf, "generalize."):
 		r["generalize"] = map[string]any{}
+	case strings.HasPrefix(leaf, "tests[0]."):
+		r["tests"] = []any{map[string]any{"name": "c", "run": "true"}}
 	}
 	return r
 }

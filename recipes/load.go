@@ -36,24 +36,39 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 // environment (os.Environ()), searched for INGOT_VAR_NAME. A recipe that is not valid yields
 // Errors. Relative paths in the recipe are resolved against its directory.
 func Load(path string, vars map[string]string, env []string) (*Recipe, error) {
+	data, err := readFile(path, "read recipe", dirError)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("read recipe %s: %w", path, err)
+	}
+	return LoadBytes(path, data, dir, vars, env)
+}
+
+// readFile reads a YAML file the user named (a recipe, a checks file). A directory yields
+// Errors{dirErr(path)}, a file whose head is not text Errors with notText's error (the caller
+// judges the whole text); doing prefixes I/O errors.
+func readFile(path, doing string, dirErr func(string) *Error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read recipe: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read recipe: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	if fi.IsDir() {
-		return nil, Errors{dirError(path)}
+		return nil, Errors{dirErr(path)}
 	}
 	// The head is judged before the rest is read: a disk image named by mistake can be gigabytes,
 	// and its first bytes are enough to say what it is.
 	head := make([]byte, sniffLen)
 	n, err := io.ReadFull(f, head)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, fmt.Errorf("read recipe: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	head = head[:n]
 	if e := notText(path, head, n < sniffLen); e != nil {
@@ -61,13 +76,9 @@ func Load(path string, vars map[string]string, env []string) (*Recipe, error) {
 	}
 	rest, err := io.ReadAll(f)
 	if err != nil {
-		return nil, fmt.Errorf("read recipe: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return nil, fmt.Errorf("read recipe %s: %w", path, err)
-	}
-	return LoadBytes(path, append(head, rest...), dir, vars, env)
+	return append(head, rest...), nil
 }
 
 // LoadBytes reads a recipe held in memory. name stands for the file in positions and becomes
@@ -81,14 +92,7 @@ func LoadBytes(name string, data []byte, dir string, vars map[string]string, env
 	// Columns on line 1 stay right without the mark: editors do not show it, and the parser
 	// counts columns from the first byte it is given.
 	data = bytes.TrimPrefix(data, []byte(utf8BOM))
-	d := &decoder{
-		file:      name,
-		dir:       dir,
-		vars:      map[string]*variable{},
-		anchors:   map[string]ast.Node{},
-		positions: map[string]Pos{},
-		open:      map[ast.Node]bool{},
-	}
+	d := newDecoder(name, dir)
 	r := d.decode(data, vars, env)
 	if len(d.errs) > 0 {
 		sortErrors(d.errs)
@@ -96,6 +100,23 @@ func LoadBytes(name string, data []byte, dir string, vars map[string]string, env
 	}
 	r.File, r.Dir, r.positions = name, dir, d.positions
 	return r, nil
+}
+
+// newDecoder is a decoder for the file name, resolving relative paths against dir.
+func newDecoder(name, dir string) *decoder {
+	return &decoder{
+		file:      name,
+		dir:       dir,
+		vars:      map[string]*variable{},
+		anchors:   map[string]ast.Node{},
+		positions: map[string]Pos{},
+		open:      map[ast.Node]bool{},
+	}
+}
+
+// checksDirError is the error for a directory named as a checks file.
+func checksDirError(path string) *Error {
+	return &Error{Pos: Pos{File: path}, Msg: "is a directory, not a checks file", Hint: "name the YAML file that holds tests:"}
 }
 
 // dirError is the error for a directory named as a recipe, naming the recipes in it to pick from.
@@ -164,10 +185,18 @@ func (d *decoder) parse(data []byte) ast.Node {
 	}
 	switch len(bodies) {
 	case 0:
+		if d.checksFile {
+			d.errorf(Pos{File: d.file, Line: 1, Col: 1}, "", "list the checks under tests:; see docs/recipes.md", "the checks file is empty")
+			return nil
+		}
 		d.errorf(Pos{File: d.file, Line: 1, Col: 1}, "", "a recipe needs at least name: and source:; see docs/recipes.md", "the recipe is empty")
 		return nil
 	case 1:
 		return bodies[0]
+	}
+	if d.checksFile {
+		d.errorf(d.at(bodies[1]), "", "put every check under one tests:", "a checks file is one YAML document; this file has %d", len(bodies))
+		return nil
 	}
 	d.errorf(d.at(bodies[1]), "", "put each recipe in its own file", "a recipe is one YAML document; this file has %d", len(bodies))
 	return nil
@@ -253,6 +282,8 @@ func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Rec
 	r.Provision = d.provision(top)
 	r.Generalize = d.generalize(top)
 	r.Outputs = d.outputs(top)
+	r.Test = d.test(top)
+	r.Tests = d.checks(top)
 	return r
 }
 

@@ -14,6 +14,10 @@ const (
 	maxCPUs   = 256
 )
 
+// firmwareKinds lists the firmwares a machine boots under, as machine.firmware and
+// test.firmware name them.
+func firmwareKinds() []string { return []string{"bios", "uefi", "uefi-secure"} }
+
 // machine reads machine:, the build machine, with its defaults; an ISO build gets a blank disk
 // of DefaultISODisk unless it names a size.
 func (d *decoder) machine(top *fields, src Source) Machine {
@@ -45,7 +49,7 @@ func (d *decoder) machineFields(f *fields, m *Machine) {
 		}
 	}
 	if n, ok := f.get("firmware"); ok {
-		m.Firmware, _ = d.enum(f.child("firmware"), n, "bios", "uefi", "uefi-secure")
+		m.Firmware, _ = d.enum(f.child("firmware"), n, firmwareKinds()...)
 	}
 	if n, ok := f.get("accel"); ok {
 		m.Accel, _ = d.enum(f.child("accel"), n, "auto", "kvm", "tcg")

@@ -48,6 +48,10 @@ type Recipe struct {
 	Provision  []Step            `yaml:"provision"`
 	Generalize Generalize        `yaml:"generalize"`
 	Outputs    []Output          `yaml:"outputs"`
+	// Test says which outputs are test-booted, and under which firmwares, before publishing.
+	Test Test `yaml:"test"`
+	// Tests are the recipe's own checks, run in every full test boot after the built-in ones.
+	Tests []Check `yaml:"tests"`
 
 	// File is where the recipe came from: the path as given to Load, or "catalog:NAME" for a
 	// built-in recipe (CatalogSource returns its text).

@@ -387,6 +387,22 @@ func TestSchemaRejects(t *testing.T) {
 		{"no outputs", base + "outputs: []\n"},
 		{"qemu_args not an option", base + "machine: { qemu_args: [ [virtio-rng-pci] ] }\n"},
 		{"variable as a list", base + "variables: { a: [1] }\n"},
+		{"unknown test key", base + "test: { boots: all }\n"},
+		{"unknown boot", base + "test: { boot: most }\n"},
+		{"boot as a boolean", base + "test: { boot: false }\n"},
+		{"test as a list", base + "test: [ { name: a, run: x } ]\n"},
+		{"unknown test firmware", base + "test: { firmware: [efi] }\n"},
+		{"a test firmware twice", base + "test: { firmware: [uefi, uefi] }\n"},
+		{"no test firmwares", base + "test: { firmware: [] }\n"},
+		{"tests as a mapping", base + "tests: { boot: all }\n"},
+		{"check without run", base + "tests: [ { name: a } ]\n"},
+		{"check without name", base + "tests: [ { run: x } ]\n"},
+		{"check with an empty run", base + "tests: [ { name: a, run: \"\" } ]\n"},
+		{"check named as a built-in", base + "tests: [ { name: grown, run: x } ]\n"},
+		{"check with a bad name", base + "tests: [ { name: Web Check, run: x } ]\n"},
+		{"check with a bare timeout", base + "tests: [ { name: a, run: x, timeout: 30 } ]\n"},
+		{"check with an unknown key", base + "tests: [ { name: a, run: x, command: y } ]\n"},
+		{"check as a string", base + "tests: [ curl localhost ]\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

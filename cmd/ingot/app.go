@@ -28,6 +28,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			cacheCommand(),
 			inspectCommand(),
 			convertCommand(),
+			testCommand(),
 			versionCommand(),
 		},
 		Action: groupAction(cli.ShowAppHelp),

@@ -142,6 +142,7 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "neither restore nor take checkpoints: boot and run every step"},
 			&cli.BoolFlag{Name: "force", Usage: "build even when the published outputs are up to date with the recipe and its files"},
+			&cli.StringFlag{Name: "test-boot", Usage: "override the recipes' test.boot: `first` (a full test boot of the first output, the others to the kernel), all, or none"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: " + hypervisor.Choices(hypervisor.Accels())},
 			workDirFlag(),
@@ -150,6 +151,10 @@ func buildCommand() *cli.Command {
 			storeFlag,
 		}, driverFlags...),
 		Action: func(c *cli.Context) error {
+			testBoot := c.String("test-boot")
+			if testBoot != "" && testBoot != recipes.TestBootFirst && testBoot != recipes.TestBootAll && testBoot != recipes.TestBootNone {
+				return usageError{fmt.Errorf("--test-boot %q: want first, all or none", testBoot)}
+			}
 			var accel hypervisor.Accel
 			if c.IsSet("accel") {
 				a, err := hypervisor.ParseAccel(c.String("accel"))
@@ -201,7 +206,7 @@ func buildCommand() *cli.Command {
 						Recipe: r, OutDir: c.String("out"), WorkRoot: work,
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: accel, Tool: ds.tools[driverFor(c, r)],
-						Progress: out.Progress, NoCache: c.Bool("no-cache"), Force: c.Bool("force"),
+						Progress: out.Progress, NoCache: c.Bool("no-cache"), Force: c.Bool("force"), TestBoot: testBoot,
 					})
 					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {

@@ -32,7 +32,7 @@ func TestKilledWhileCheckpointing(t *testing.T) {
 	out, work := filepath.Join(dir, "out"), filepath.Join(dir, "work")
 	env := append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
 	build := func() *exec.Cmd {
-		cmd := exec.Command(bin, "build", "--out", out, "--work-dir", work, rp)
+		cmd := exec.Command(bin, "build", "--test-boot", "none", "--out", out, "--work-dir", work, rp)
 		cmd.Env = env
 		return cmd
 	}

@@ -62,6 +62,12 @@ func inspectCommand() *cli.Command {
 			if m != nil {
 				fmt.Fprintf(c.App.Writer, "\nmanifest %s: %s, build %s, finished %s, %d packages\n",
 					mpath, m.Name, m.BuildID, m.Finished.Format(time.RFC3339), len(m.Packages))
+				for _, o := range m.Outputs {
+					if o.File == filepath.Base(path) && len(o.Tests) > 0 {
+						fmt.Fprintf(c.App.Writer, "\ntest boots of %s:\n", o.File)
+						writeTestBoots(c.App.Writer, o.Tests)
+					}
+				}
 			}
 			return nil
 		},

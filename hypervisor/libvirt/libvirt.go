@@ -217,7 +217,12 @@ func (d *Driver) domainCaps(c *conn, virt, arch, machine string) (*libvirtxml.Do
 }
 
 // checkCaps refuses what this libvirt cannot do, before anything is uploaded.
-func checkCaps(caps *libvirtxml.DomainCaps, spec hypervisor.Spec, backing bool, version string) error {
+// libvirtFormats are the disk formats libvirt attaches (its storage source formats that QEMU
+// reads): not vhdx, which QEMU reads but libvirt (9.0 at least) does not know.
+var libvirtFormats = []string{"raw", "qcow2", "qcow", "qed", "vmdk", "vpc", "vdi", "vhd", "dmg", "bochs", "cloop"}
+
+func checkCaps(caps *libvirtxml.DomainCaps, spec hypervisor.Spec, up *uploads, version string) error {
+	backing := up.backing
 	var buses []string
 	if caps.Devices != nil && caps.Devices.Disk != nil {
 		for _, e := range caps.Devices.Disk.Enums {
@@ -230,6 +235,15 @@ func checkCaps(caps *libvirtxml.DomainCaps, spec hypervisor.Spec, backing bool, 
 	for i, disk := range spec.Disks {
 		if len(buses) > 0 && !slices.Contains(buses, disk.Interface) {
 			errs = append(errs, fmt.Errorf("disk %d (%s): libvirt %s has no %s disk bus (it offers %s); use another interface or the qemu driver", i, disk.Path, version, disk.Interface, strings.Join(buses, ", ")))
+		}
+	}
+	for i, formats := range up.formats {
+		for _, f := range formats {
+			if !slices.Contains(libvirtFormats, f) {
+				errs = append(errs, fmt.Errorf("%w: disk %d (%s) is or backs on a %s image, and libvirt %s has no %s disk format (it takes %s); convert it (qemu-img convert -O qcow2) or use the qemu driver",
+					hypervisor.ErrNotSupported, i, spec.Disks[i].Path, f, version, f, strings.Join(libvirtFormats, ", ")))
+				break
+			}
 		}
 	}
 	if backing && caps.Features != nil && caps.Features.BackingStoreInput != nil && caps.Features.BackingStoreInput.Supported != "yes" {

@@ -19,7 +19,10 @@ import (
 // choose the domain type and firmware; plan and check the uploads; upload; create the domain
 // paused; attach to it (events, console, SSH forward); resume it. Whatever fails, what was taken
 // is given back in reverse (undo).
-func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (m *Machine, err error) {
+func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (_ *Machine, err error) {
+	// m is not the named result: a failed start returns nil, and the undo functions below,
+	// which run after that, still need the machine they undo.
+	var m *Machine
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -57,7 +60,7 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (m *Machine, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
-	if err := checkCaps(caps, spec, up.backing, d.info.LibvirtVersion); err != nil {
+	if err := checkCaps(caps, spec, up, d.info.LibvirtVersion); err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
 	if err := d.checkSpace(c, up.files); err != nil {
