@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ingot-build/ingot/cloudinit"
+	"github.com/ingot-build/ingot/drift"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/images"
 	"github.com/ingot-build/ingot/internal/progress"
@@ -57,6 +58,12 @@ type Options struct {
 	NoCache bool
 	// Force builds even when the published outputs are up to date with the inputs (--force).
 	Force bool
+	// Baseline is what the build is compared with after its test boots (--baseline; see
+	// LoadBaseline): the diff goes beside the outputs and its summary into the manifest, and a
+	// threshold of the recipe's drift: crossed keeps the outputs in quarantine.
+	Baseline *drift.Side
+	// SkipIfSame publishes nothing when nothing differs from Baseline beyond the noise list.
+	SkipIfSame bool
 	// TestBoot overrides the recipe's test.boot (recipes.TestBootFirst, TestBootAll or
 	// TestBootNone) when set: --test-boot.
 	TestBoot string
@@ -68,6 +75,9 @@ type Options struct {
 type Result struct {
 	Dir      string // OutDir/NAME
 	Manifest *manifest.Manifest
+	// Skipped says the build ran but published nothing: nothing differed from its baseline
+	// (SkipIfSame). Dir holds the earlier build; Manifest is this one's, unpublished.
+	Skipped bool
 	// UpToDate says nothing ran: the build published in Dir was made from the same inputs, and
 	// its files are still what its manifest says. Manifest is that build's.
 	UpToDate bool
@@ -109,6 +119,7 @@ func Check(r *recipes.Recipe) error {
 	if _, err := outputSpecs(r); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, checkDrift(r)...)
 	if err := cloudinit.CheckRecipe(r.CloudInit.UserData, r.CloudInit.NetworkConfig, r.SSH.User); err != nil {
 		errs = append(errs, fmt.Errorf("%s: cloud_init: %w", r.CloudInit.Pos, err))
 	}
@@ -165,6 +176,7 @@ func (b *build) units() []unit {
 		unit{name: "snapshot", run: b.snapshot},
 		unit{name: "convert", run: b.convert},
 		unit{name: "test", run: b.test},
+		unit{name: "drift", run: b.compareBaseline},
 		unit{name: "record", run: b.record},
 	)
 }
@@ -207,7 +219,7 @@ func (b *build) bake(ctx context.Context) (*Result, error) {
 	if cleanErr != nil {
 		return nil, fmt.Errorf("clean up: %w", cleanErr)
 	}
-	return &Result{Dir: b.outDir, Manifest: b.manifest}, nil
+	return &Result{Dir: b.outDir, Manifest: b.manifest, Skipped: b.skipPublish}, nil
 }
 
 // run runs units in order, timing each, and stops at the first that fails, or before the next

@@ -206,18 +206,27 @@ sync
 fstrim -av || true
 `
 
-// generalize runs the generalize script, then trims free space so outputs hold only data.
+// generalize runs the generalize script, which ends by trimming free space so outputs hold only
+// data; then, in the same sudo (generalize deletes the build user and its sudo rule), the file
+// inventory of the image as it now is (inventoryScript), which fetchInventory reads back.
 func (b *build) generalize(ctx context.Context) error {
+	inventory := "sh -c " + communicator.ShellQuote(inventoryScript)
 	if !b.r.Generalize.Enabled {
 		// Still trim: free space should not end up in the outputs.
-		return b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true", Sudo: true}, true)
+		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true; " + inventory, Sudo: true}, true); err != nil {
+			return fmt.Errorf("trim and list the image's files: %w", err)
+		}
+		return b.fetchInventory(ctx)
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
-	cmd := "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep)
+	cmd := "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " && " + inventory
 	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true}, true)
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {
-		return fmt.Errorf("generalize script: %w", err)
+		return fmt.Errorf("generalize script or file inventory: %w", err)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return b.fetchInventory(ctx)
 }

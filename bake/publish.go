@@ -61,7 +61,10 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 // would replace a file the manifest has already hashed, or fail half-way. at maps each spec to
 // its index in r.Outputs.
 func checkDownloads(r *recipes.Recipe, specs []disk.OutputSpec, at []int) []error {
-	taken := map[string]string{"manifest.json": "the build's manifest", "SHA256SUMS": "the build's checksum list"}
+	taken := map[string]string{"manifest.json": "the build's manifest", "SHA256SUMS": "the build's checksum list", manifest.InventoryFile: "the build's file inventory"}
+	for _, f := range driftReports {
+		taken[f] = "the build's drift report"
+	}
 	for j, s := range specs {
 		for _, f := range s.Files() {
 			taken[f] = fmt.Sprintf("a file of outputs[%d] (%s)", at[j], r.Outputs[at[j]].Pos)
@@ -232,15 +235,36 @@ func (b *build) record(ctx context.Context) error {
 	}
 	m.Image = b.image
 	m.BuildMachine = b.buildMachine
+	m.Drift = b.drift
 	sort.Slice(m.Packages, func(i, j int) bool { return m.Packages[i].Name < m.Packages[j].Name })
 	staging := b.stagingDir()
+	sums := slices.Concat(b.outputs, b.downloaded)
+	if b.files != nil {
+		ref, err := manifest.WriteInventory(filepath.Join(staging, manifest.InventoryFile), b.files)
+		if err != nil {
+			return err
+		}
+		m.Inventory = &ref
+		sums = append(sums, manifest.File{File: ref.File, Format: "inventory", SHA256: ref.SHA256})
+	}
 	if err := manifest.Write(filepath.Join(staging, "manifest.json"), m); err != nil {
 		return err
 	}
-	if err := manifest.WriteSums(filepath.Join(staging, "SHA256SUMS"), slices.Concat(b.outputs, b.downloaded)); err != nil {
+	if err := manifest.WriteSums(filepath.Join(staging, "SHA256SUMS"), sums); err != nil {
 		return err
 	}
 	b.manifest = m
+	switch {
+	case len(b.driftCrossed) > 0:
+		q := b.quarantineDir()
+		if err := publishDir(staging, q); err != nil {
+			return fmt.Errorf("quarantine the outputs: %w", err)
+		}
+		return &DriftError{Baseline: b.drift.Baseline, Crossed: b.driftCrossed, Quarantine: q}
+	case b.skipPublish:
+		b.log.Info("nothing differs from the baseline beyond the noise list: published nothing (--skip-if-same)", "baseline", b.drift.Baseline, "dir", b.outDir)
+		return nil
+	}
 	if err := publishDir(staging, b.outDir); err != nil {
 		return err
 	}

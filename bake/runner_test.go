@@ -200,6 +200,9 @@ func (g *fakeGuest) Output(ctx context.Context, cmd communicator.Cmd) ([]byte, e
 	if g.reply != nil {
 		return []byte(g.reply(action)), nil
 	}
+	if strings.HasPrefix(action, "output cat /run/ingot-inventory/") {
+		return nil, nil // an image of no files
+	}
 	return []byte("bash\t5.2\ncoreutils\t9.1\n"), nil
 }
 
@@ -345,11 +348,11 @@ func TestRunnerUnitsOfARecipe(t *testing.T) {
 	}
 	want := []string{"fetch", "prepare", "install", "boot", "connect",
 		"provision[0] shell", "provision[1] shell", "provision[2] file", "provision[3] reboot", "provision[4] file",
-		"inventory", "generalize", "shutdown", "snapshot", "convert", "test", "record"}
+		"inventory", "generalize", "shutdown", "snapshot", "convert", "test", "drift", "record"}
 	if !slices.Equal(names, want) {
 		t.Errorf("units %q\nwant  %q", names, want)
 	}
-	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", "", ""}
+	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", "", "", ""}
 	if !slices.Equal(ats, wantAt) {
 		t.Errorf("units at %q\nwant     %q", ats, wantAt)
 	}
@@ -478,6 +481,8 @@ func TestFakeBuild(t *testing.T) {
 		"output if command -v dpkg-query",
 		"output sudo cat /etc/machine-id",
 		"run sudo sh -c 'set -u",
+		"output cat /run/ingot-inventory/meta",
+		"output cat /run/ingot-inventory/sums",
 		"close",
 		"shutdown fake-build",
 		// the cleanups
@@ -498,7 +503,7 @@ func TestFakeBuild(t *testing.T) {
 	wantSteps := []string{"fetch@", "prepare@", "install@", "boot@", "connect@",
 		"provision[0] shell@r.yaml:5:5", "provision[1] shell@r.yaml:6:5", "provision[2] file@r.yaml:7:5",
 		"provision[3] reboot@r.yaml:8:5", "provision[4] file@r.yaml:9:5",
-		"inventory@", "generalize@", "shutdown@", "snapshot@", "convert@", "test@"} // record writes the manifest
+		"inventory@", "generalize@", "shutdown@", "snapshot@", "convert@", "test@", "drift@"} // record writes the manifest
 	if !slices.Equal(steps, wantSteps) || !slices.Equal(m.Provisioners, m.Steps[5:10]) {
 		t.Errorf("manifest steps %q\nwant %q\nprovisioners %+v", steps, wantSteps, m.Provisioners)
 	}
@@ -732,6 +737,8 @@ func TestFakeBuildResumes(t *testing.T) {
 		"output if command -v dpkg-query",
 		"output sudo cat /etc/machine-id",
 		"run sudo sh -c 'set -u",
+		"output cat /run/ingot-inventory/meta",
+		"output cat /run/ingot-inventory/sums",
 		"close",
 		"shutdown fake-build",
 		"close",

@@ -108,6 +108,15 @@ func (b *build) nameImage(ctx context.Context) error {
 	if b.image == nil {
 		return nil
 	}
+	// The record first: a name is never without the record of the build it names (drift
+	// against image:NAME reads it).
+	record := []string{filepath.Join(b.outDir, "manifest.json")}
+	if b.manifest.Inventory != nil {
+		record = append(record, filepath.Join(b.outDir, b.manifest.Inventory.File))
+	}
+	if err := b.opts.Images.PutRecord(ctx, b.image.Layer, record); err != nil {
+		return fmt.Errorf("the outputs are published in %s, but keeping the build's record with image %s failed: %w", b.outDir, b.image.Name, err)
+	}
 	freed, err := b.opts.Images.Tag(ctx, images.Image{Name: b.image.Name, Layer: b.image.Layer, Created: b.started.UTC(), Recipe: b.r.File, BuildID: b.id})
 	if err != nil {
 		return fmt.Errorf("the outputs are published in %s, but naming the image %s failed: %w", b.outDir, b.image.Name, err)

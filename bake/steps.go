@@ -14,6 +14,7 @@ import (
 
 	"github.com/ingot-build/ingot/cloudinit"
 	"github.com/ingot-build/ingot/communicator"
+	"github.com/ingot-build/ingot/drift"
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/images"
@@ -61,7 +62,11 @@ type build struct {
 	diskSize    int64  // prepare: the build disk's virtual size
 	// buildMachine is who the build machine was (inventory), for the test boots and the manifest.
 	buildMachine *manifest.BuildMachine
-	testFailed   bool // a test boot's check failed: --keep-on-failure keeps the staged outputs
+	testFailed   bool             // a test boot's check failed: --keep-on-failure keeps the staged outputs
+	files        []manifest.Entry // generalize: the final image's file inventory
+	drift        *manifest.DriftSummary
+	driftCrossed []drift.Crossed // the recipe's drift thresholds this build crossed
+	skipPublish  bool            // --skip-if-same, and nothing drifted
 
 	// dial connects to the guest: communicator.Connect, or a fake guest in the unit tests.
 	dial func(context.Context, communicator.Config) (guestConn, error)

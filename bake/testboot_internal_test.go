@@ -58,7 +58,7 @@ func TestWaitConsoleLine(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name, console, want string
-		abort                error
+		abort               error
 	}{
 		{"banner", "\x1b[2J\x1b[01;01HWelcome to GRUB!\n[    0.000000] Linux version 6.1.0-50-cloud-amd64 (gcc)\n", "[    0.000000] Linux version 6.1.0-50-cloud-amd64 (gcc)", nil},
 		{"quiet boot", "Welcome to GRUB!\n[    2.345678] EXT4-fs (vda1): mounted\n", "[    2.345678] EXT4-fs (vda1): mounted", nil},

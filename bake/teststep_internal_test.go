@@ -24,10 +24,8 @@ func fakeTestGuest(instance func() string, fail string) func(string) string {
 			return "11111111111111111111111111111111\n---\nssh-ed25519 AAAABUILD build\n"
 		case strings.Contains(action, "is-system-running"):
 			return "degraded\nfoo.service loaded failed failed Foo\n"
-		case strings.Contains(action, "cloud-init status"):
-			return "status: done\n"
 		case strings.Contains(action, "/var/lib/cloud/data/instance-id"):
-			return instance() + "\n"
+			return instance() + "\n---\n" + `{"v1": {"datasource": "DataSourceNoCloud [seed=/dev/vdb]", "errors": []}}` + "\n"
 		case strings.Contains(action, "cat /etc/machine-id"):
 			return "22222222222222222222222222222222\n---\nssh-ed25519 AAAANEW test\n---\nInitializing machine ID from random generator.\n"
 		case fail != "" && strings.Contains(action, fail):

@@ -394,7 +394,7 @@ func (s *Store) collect() ([]string, error) {
 			freed = append(freed, d)
 		}
 	}
-	return freed, nil
+	return freed, s.collectRecords()
 }
 
 func copyFile(ctx context.Context, src, dst string) error {

@@ -59,6 +59,24 @@ type Manifest struct {
 	// a test boot's fresh-identity and no-build-user checks compare the image against, in the
 	// build and in `ingot test` later (since 1.2).
 	BuildMachine *BuildMachine `json:"build_machine,omitempty"`
+	// Inventory names the file inventory of the final image, a sidecar (InventoryFile) that
+	// ReadInventory reads (since 1.2).
+	Inventory *InventoryRef `json:"inventory,omitempty"`
+	// Drift summarizes the difference from the baseline the build was compared with, when it
+	// was (ingot build --baseline; since 1.2).
+	Drift *DriftSummary `json:"drift,omitempty"`
+}
+
+// DriftSummary is what a build's diff against its baseline found: the counts a threshold reads.
+type DriftSummary struct {
+	// Baseline names what the build was compared with (a directory, or image:NAME), and
+	// BaselineBuild its build_id.
+	Baseline      string `json:"baseline"`
+	BaselineBuild string `json:"baseline_build"`
+	// Counts are the diff's metrics by name ("packages.changed", "files.added", "size.growth", …).
+	Counts map[string]float64 `json:"counts"`
+	// Same says nothing differs beyond the noise list.
+	Same bool `json:"same"`
 }
 
 // BuildMachine identifies the build machine: nothing in it is secret (the build's private keys

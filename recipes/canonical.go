@@ -344,6 +344,8 @@ func (r *Recipe) Canonical() ([]byte, error) {
 		"outputs":    outputs,
 		"test":       object{"boot": r.Test.Boot, "firmware": stringList(r.Test.Firmware)},
 		"tests":      checks,
+		// Like the checks, the drift thresholds decide whether a --baseline build publishes.
+		"drift": object{"fail_on": stringList(r.Drift.FailOn), "ignore": stringList(r.Drift.Ignore)},
 	})
 }
 

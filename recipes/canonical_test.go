@@ -42,6 +42,7 @@ var canonicalDecisions = map[string]string{
 	"Recipe.Outputs":     holds,
 	"Recipe.Test":        holds,
 	"Recipe.Tests":       holds,
+	"Recipe.Drift":       holds,
 	"Recipe.File":        "ignored: where the recipe is, not what it says",
 	"Recipe.Dir":         "ignored: where the recipe is, not what it says",
 	"Recipe.positions":   ignoredPos,
@@ -132,6 +133,11 @@ var canonicalDecisions = map[string]string{
 	"Check.Sudo":    inRecipe,
 	"Check.Timeout": inRecipe,
 	"Check.Pos":     ignoredPos,
+
+	// Like the tests: the thresholds decide whether a --baseline build publishes.
+	"Drift.FailOn": inRecipe,
+	"Drift.Ignore": inRecipe,
+	"Drift.Pos":    ignoredPos,
 }
 
 // noGenericChange lists fields that TestCanonicalFieldChanges cannot change on its own, and the

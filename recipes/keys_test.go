@@ -101,6 +101,8 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"outputs[0].bmap":              true,
 		"outputs[0].shrink":            "minimal",
 		"test.boot":                    "all",
+		"drift.fail_on":                []any{"packages.changed>0"},
+		"drift.ignore":                 []any{"/opt/app/cache/**"},
 		"test.firmware":                []any{"bios", "uefi"},
 		"tests[0].name":                "nginx",
 		"tests[0].run":                 "curl -fsS http://localhost/",

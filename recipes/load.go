@@ -284,6 +284,7 @@ func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Rec
 	r.Outputs = d.outputs(top)
 	r.Test = d.test(top)
 	r.Tests = d.checks(top)
+	r.Drift = d.drift(top)
 	return r
 }
 

@@ -52,6 +52,8 @@ type Recipe struct {
 	Test Test `yaml:"test"`
 	// Tests are the recipe's own checks, run in every full test boot after the built-in ones.
 	Tests []Check `yaml:"tests"`
+	// Drift holds a build to its baseline (ingot build --baseline).
+	Drift Drift `yaml:"drift"`
 
 	// File is where the recipe came from: the path as given to Load, or "catalog:NAME" for a
 	// built-in recipe (CatalogSource returns its text).

@@ -29,6 +29,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			inspectCommand(),
 			convertCommand(),
 			testCommand(),
+			diffCommand(),
 			versionCommand(),
 		},
 		Action: groupAction(cli.ShowAppHelp),

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ingot-build/ingot/bake"
+	"github.com/ingot-build/ingot/drift"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/internal/metrics"
 	"github.com/ingot-build/ingot/internal/qemuimg"
@@ -142,6 +143,8 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep-on-failure", Usage: "keep a failed build's work dir and say how to boot it"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "neither restore nor take checkpoints: boot and run every step"},
 			&cli.BoolFlag{Name: "force", Usage: "build even when the published outputs are up to date with the recipe and its files"},
+			&cli.StringFlag{Name: "baseline", Usage: "compare each build with `DIR` (an output dir), a manifest.json or image:NAME; the recipe's drift: thresholds decide whether it publishes (docs/drift.md)"},
+			&cli.BoolFlag{Name: "skip-if-same", Usage: "with --baseline: publish nothing when nothing differs from the baseline beyond the noise list"},
 			&cli.StringFlag{Name: "test-boot", Usage: "override the recipes' test.boot: `first` (a full test boot of the first output, the others to the kernel), all, or none"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: " + hypervisor.Choices(hypervisor.Accels())},
@@ -189,6 +192,14 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var baseline *drift.Side
+			if b := c.String("baseline"); b != "" {
+				if baseline, err = bake.LoadBaseline(b, store); err != nil {
+					return usageError{err}
+				}
+			} else if c.Bool("skip-if-same") {
+				return usageError{errors.New("--skip-if-same needs --baseline: the build it would be the same as")}
+			}
 			ds, err := openDrivers(c, log, rs, tool)
 			if err != nil {
 				return err
@@ -207,12 +218,17 @@ func buildCommand() *cli.Command {
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: accel, Tool: ds.tools[driverFor(c, r)],
 						Progress: out.Progress, NoCache: c.Bool("no-cache"), Force: c.Bool("force"), TestBoot: testBoot,
+						Baseline: baseline, SkipIfSame: c.Bool("skip-if-same"),
 					})
 					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {
 						failed[i] = fmt.Errorf("%s: %w", r.Name, err)
 						log.Error("build failed", "build", r.Name, "err", err)
 						return nil // the other builds go on
+					}
+					if res.Skipped {
+						log.Info("build finished; nothing differs from the baseline, so nothing was published", "build", r.Name, "out", res.Dir)
+						return nil
 					}
 					log.Info("build finished", "build", r.Name, "out", res.Dir)
 					dirs[i] = res.Dir

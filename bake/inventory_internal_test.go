@@ -1,0 +1,43 @@
+package bake
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseInventory(t *testing.T) {
+	rec := func(fields ...string) string { return strings.Join(fields, "\x00") + "\x00" }
+	h := strings.Repeat("a", 64)
+	meta := rec("d", "0755", "0", "0", "4096", "/", "") +
+		rec("f", "04755", "0", "0", "55", "/usr/bin/su", "") +
+		rec("l", "0777", "0", "0", "7", "/bin", "usr/bin") +
+		rec("f", "0644", "1000", "1000", "3", "/etc/odd\nname", "") +
+		rec("d", "0700", "0", "0", "4096", "/boot/efi", "") +
+		rec("d", "0755", "0", "0", "2048", "/boot/efi", "") +
+		rec("d", "0755", "0", "0", "2048", "/run/ingot-inventory/mnt/part1", "") +
+		rec("f", "0755", "0", "0", "9", "/run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI", "")
+	sums := h + "  /usr/bin/su\x00" + strings.Repeat("b", 64) + "  /etc/odd\nname\x00" + strings.Repeat("c", 64) + "  /run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI\x00"
+	got, err := parseInventory([]byte(meta), []byte(sums))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, strings.Join([]string{e.Path, e.Type, e.Mode, e.Target, e.SHA256[:min(4, len(e.SHA256))]}, " "))
+	}
+	want := []string{"/ dir 0755  ", "/[part1] dir 0755  ", "/[part1]/EFI/BOOT/BOOTX64.EFI file 0755  cccc", "/bin symlink 0777 usr/bin ", "/boot/efi dir 0755  ", "/etc/odd\nname file 0644  bbbb", "/usr/bin/su file 4755  aaaa"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Errorf("entries:\n%q\nwant\n%q", lines, want)
+	}
+	for _, bad := range []struct{ meta, sums string }{
+		{strings.Repeat(rec("f", "0644", "0", "0", "1", "/nosum", ""), 11), ""},
+		{rec("x", "0644", "0", "0", "1", "/weird", ""), ""},
+		{rec("f", "0644", "root", "0", "1", "/a", ""), h + "  /a\x00"},
+		{"d\x000755\x00", ""},
+		{"", "short  /a\x00"},
+	} {
+		if _, err := parseInventory([]byte(bad.meta), []byte(bad.sums)); err == nil {
+			t.Errorf("parseInventory(%q, %q) succeeded", bad.meta, bad.sums)
+		}
+	}
+}
