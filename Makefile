@@ -34,8 +34,13 @@ build:
 # apt-get only when something is missing: a warm machine skips the index download.
 deps:
 	@bash .ci/apt-install $(APT_RUNTIME) $(APT_GUESTS)
+# The SBOM tests' third-party validators (CycloneDX's library, packageurl-js, spdx-expression-parse)
+# are npm packages, pinned by sbom/testdata/validate/package-lock.json and installed outside the
+# clone. The machine image ships Node.js 20 with npm; Debian's own nodejs is the fallback elsewhere.
 deps-test:
-	@bash .ci/apt-install $(APT_TEST)
+	@bash .ci/apt-install $(APT_TEST) minisign
+	@command -v npm >/dev/null || bash .ci/apt-install nodejs npm
+	@bash sbom/testdata/validate/install.sh
 
 guests:
 	bash testdata/guests/ensure.sh cloud

@@ -31,6 +31,7 @@ import (
 	"github.com/ingot-build/ingot/internal/progress"
 	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/sign"
 	"github.com/ingot-build/ingot/source"
 )
 
@@ -64,6 +65,10 @@ type Options struct {
 	Baseline *drift.Side
 	// SkipIfSame publishes nothing when nothing differs from Baseline beyond the noise list.
 	SkipIfSame bool
+	// SignKey signs SHA256SUMS, the manifest, the SBOMs and the provenance (--sign-key).
+	SignKey *sign.Key
+	// CycloneDX writes a CycloneDX 1.5 SBOM beside the SPDX one (--cyclonedx).
+	CycloneDX bool
 	// TestBoot overrides the recipe's test.boot (recipes.TestBootFirst, TestBootAll or
 	// TestBootNone) when set: --test-boot.
 	TestBoot string

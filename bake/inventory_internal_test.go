@@ -41,3 +41,23 @@ func TestParseInventory(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePackages(t *testing.T) {
+	out := "bash\t5.2.15-2+b2\tamd64\tGPL-3+\njq\t1.6-2.1\tamd64\t\ntzdata\t2024a-0+deb12u1\tall\n" +
+		"old-style\t1.0\n---\ndebian\t12\n"
+	pkgs, os := parsePackages(out)
+	var got []string
+	for _, p := range pkgs {
+		got = append(got, strings.Join([]string{p.Name, p.Version, p.Arch, p.License}, "|"))
+	}
+	want := []string{"bash|5.2.15-2+b2|amd64|GPL-3+", "jq|1.6-2.1|amd64|", "tzdata|2024a-0+deb12u1|all|", "old-style|1.0||"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("packages %q, want %q", got, want)
+	}
+	if os == nil || os.ID != "debian" || os.VersionID != "12" {
+		t.Errorf("os = %+v", os)
+	}
+	if _, os := parsePackages("bash\t5.2\n"); os != nil {
+		t.Errorf("no os-release part: os = %+v", os)
+	}
+}

@@ -140,23 +140,60 @@ func parseMode(s string) (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
-// inventory records the guest's packages for the manifest, and who the build machine is (for the
-// test boots), before generalize removes anything.
+// packagesScript lists the guest's packages (name, version, architecture, and the license its
+// copyright file states, when the package manager knows one), then the distribution
+// (os-release ID and VERSION_ID), the two parts separated by a "---" line. Debian's licenses come
+// from the first License: line of each machine-readable /usr/share/doc/PKG/copyright.
+const packagesScript = `if command -v dpkg-query >/dev/null; then
+	dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | while IFS="$(printf '\t')" read -r p v a; do
+		l=$(sed -n 's/^License: *//p' "/usr/share/doc/$p/copyright" 2>/dev/null | head -n1)
+		printf '%s\t%s\t%s\t%s\n' "$p" "$v" "$a" "$l"
+	done
+elif command -v rpm >/dev/null; then
+	rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\t%{LICENSE}\n'
+fi
+echo ---
+. /etc/os-release 2>/dev/null && printf '%s\t%s\n' "${ID:-}" "${VERSION_ID:-}"
+true`
+
+// inventory records the guest's packages and distribution for the manifest (and its SBOM), and
+// who the build machine is (for the test boots), before generalize removes anything.
 func (b *build) inventory(ctx context.Context) error {
 	var out []byte
 	err := b.waits.track(func() (err error) {
-		out, err = b.guest.Output(ctx, communicator.Cmd{Command: `if command -v dpkg-query >/dev/null; then dpkg-query -W -f '${Package}\t${Version}\n'; elif command -v rpm >/dev/null; then rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n'; fi`})
+		out, err = b.guest.Output(ctx, communicator.Cmd{Command: packagesScript})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("list the guest's packages: %w", err)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if name, version, ok := strings.Cut(line, "\t"); ok {
-			b.packages = append(b.packages, manifest.Package{Name: name, Version: version})
-		}
-	}
+	b.packages, b.os = parsePackages(string(out))
 	return b.waits.track(func() error { return b.readBuildMachine(ctx) })
+}
+
+// parsePackages reads packagesScript's output.
+func parsePackages(out string) ([]manifest.Package, *manifest.OS) {
+	pkgs, osPart, _ := strings.Cut(out, "---\n")
+	var list []manifest.Package
+	for _, line := range strings.Split(strings.TrimSpace(pkgs), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || f[0] == "" {
+			continue
+		}
+		p := manifest.Package{Name: f[0], Version: f[1]}
+		if len(f) > 2 {
+			p.Arch = f[2]
+		}
+		if len(f) > 3 {
+			p.License = strings.TrimSpace(f[3])
+		}
+		list = append(list, p)
+	}
+	var os *manifest.OS
+	if id, version, ok := strings.Cut(strings.TrimSpace(osPart), "\t"); ok && id != "" {
+		os = &manifest.OS{ID: id, VersionID: version}
+	}
+	return list, os
 }
 
 // generalizeScript turns the build guest into a template, as virt-sysprep's defaults do. It runs

@@ -17,7 +17,10 @@ import (
 	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/internal/digest"
 	"github.com/ingot-build/ingot/manifest"
+	"github.com/ingot-build/ingot/provenance"
 	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/sbom"
+	"github.com/ingot-build/ingot/sign"
 )
 
 // outputSpecs turns a recipe's outputs into what disk.ProduceAll makes, refusing, each at its
@@ -61,7 +64,11 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 // would replace a file the manifest has already hashed, or fail half-way. at maps each spec to
 // its index in r.Outputs.
 func checkDownloads(r *recipes.Recipe, specs []disk.OutputSpec, at []int) []error {
-	taken := map[string]string{"manifest.json": "the build's manifest", "SHA256SUMS": "the build's checksum list", manifest.InventoryFile: "the build's file inventory"}
+	taken := map[string]string{"manifest.json": "the build's manifest", "SHA256SUMS": "the build's checksum list", manifest.InventoryFile: "the build's file inventory",
+		sbom.SPDXFile: "the build's SBOM", sbom.CycloneDXFile: "the build's SBOM", provenance.FileName: "the build's provenance"}
+	for _, f := range []string{"manifest.json", "SHA256SUMS", sbom.SPDXFile, sbom.CycloneDXFile} {
+		taken[f+sign.SigExt] = "a signature of the build's"
+	}
 	for _, f := range driftReports {
 		taken[f] = "the build's drift report"
 	}
@@ -235,6 +242,7 @@ func (b *build) record(ctx context.Context) error {
 	}
 	m.Image = b.image
 	m.BuildMachine = b.buildMachine
+	m.OS = b.os
 	m.Drift = b.drift
 	sort.Slice(m.Packages, func(i, j int) bool { return m.Packages[i].Name < m.Packages[j].Name })
 	staging := b.stagingDir()
@@ -247,10 +255,18 @@ func (b *build) record(ctx context.Context) error {
 		m.Inventory = &ref
 		sums = append(sums, manifest.File{File: ref.File, Format: "inventory", SHA256: ref.SHA256})
 	}
+	sboms, err := b.writeSBOMs(ctx, m)
+	if err != nil {
+		return err
+	}
+	sums = append(sums, sboms...)
 	if err := manifest.Write(filepath.Join(staging, "manifest.json"), m); err != nil {
 		return err
 	}
 	if err := manifest.WriteSums(filepath.Join(staging, "SHA256SUMS"), sums); err != nil {
+		return err
+	}
+	if err := b.signRecord(ctx, m, sboms); err != nil {
 		return err
 	}
 	b.manifest = m

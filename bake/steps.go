@@ -45,7 +45,8 @@ type build struct {
 	machine     hypervisor.Machine
 	guest       guestConn // connect: the SSH connection to the build guest
 	packages    []manifest.Package
-	downloads   []string // relative paths under workDir/downloads, published with the outputs
+	os          *manifest.OS // inventory: the image's distribution
+	downloads   []string     // relative paths under workDir/downloads, published with the outputs
 	outputs     []manifest.File
 	manifest    *manifest.Manifest
 	timings     []manifest.StepTiming

@@ -53,6 +53,8 @@ type Manifest struct {
 	// "download"), each file of a downloaded tree on its own; SHA256SUMS covers them too.
 	Downloads []File    `json:"downloads,omitempty"`
 	Packages  []Package `json:"packages"`
+	// OS is the image's distribution (since 1.2).
+	OS *OS `json:"os,omitempty"`
 	// Image is where the built disk was kept in the image store.
 	Image *Image `json:"image,omitempty"`
 	// BuildMachine is who the build machine was, and what generalize was asked to remove: what
@@ -194,6 +196,17 @@ type Check struct {
 type Package struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// Arch is the package's architecture ("amd64", "all"; since 1.2).
+	Arch string `json:"arch,omitempty"`
+	// License is what the package's copyright file states (Debian: its first License: line,
+	// as written, such as "GPL-2+"); empty when it states none (since 1.2).
+	License string `json:"license,omitempty"`
+}
+
+// OS is the image's distribution, from its os-release (since 1.2).
+type OS struct {
+	ID        string `json:"id"`         // "debian"
+	VersionID string `json:"version_id"` // "12"
 }
 
 // Image is where the build's disk was kept in the image store.

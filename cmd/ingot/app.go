@@ -30,6 +30,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			convertCommand(),
 			testCommand(),
 			diffCommand(),
+			verifyCommand(),
 			versionCommand(),
 		},
 		Action: groupAction(cli.ShowAppHelp),

@@ -19,6 +19,7 @@ import (
 	"github.com/ingot-build/ingot/internal/qemuimg"
 	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/sign"
 	"github.com/ingot-build/ingot/source"
 )
 
@@ -145,6 +146,8 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "build even when the published outputs are up to date with the recipe and its files"},
 			&cli.StringFlag{Name: "baseline", Usage: "compare each build with `DIR` (an output dir), a manifest.json or image:NAME; the recipe's drift: thresholds decide whether it publishes (docs/drift.md)"},
 			&cli.BoolFlag{Name: "skip-if-same", Usage: "with --baseline: publish nothing when nothing differs from the baseline beyond the noise list"},
+			&cli.StringFlag{Name: "sign-key", Usage: "sign SHA256SUMS, the manifest, the SBOMs and the provenance with the minisign secret key `FILE` (its password, if any, from INGOT_SIGN_PASSWORD)", EnvVars: []string{"INGOT_SIGN_KEY"}},
+			&cli.BoolFlag{Name: "cyclonedx", Usage: "also write a CycloneDX 1.5 SBOM (sbom.cdx.json) beside the SPDX one"},
 			&cli.StringFlag{Name: "test-boot", Usage: "override the recipes' test.boot: `first` (a full test boot of the first output, the others to the kernel), all, or none"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (one event a line)"},
 			&cli.StringFlag{Name: "accel", Usage: "override machine.accel: " + hypervisor.Choices(hypervisor.Accels())},
@@ -192,6 +195,14 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var key *sign.Key
+			if p := c.String("sign-key"); p != "" {
+				if key, err = sign.LoadKey(p); err != nil {
+					return usageError{fmt.Errorf("--sign-key: %w", err)}
+				}
+				// The key is open: its password has no more use, and must not reach the children.
+				_ = os.Unsetenv(sign.PasswordEnv)
+			}
 			var baseline *drift.Side
 			if b := c.String("baseline"); b != "" {
 				if baseline, err = bake.LoadBaseline(b, store); err != nil {
@@ -218,7 +229,7 @@ func buildCommand() *cli.Command {
 						KeepOnFailure: c.Bool("keep-on-failure"), Logger: log, Driver: ds.byName[driverFor(c, r)],
 						Sources: fetcher, Images: store, Accel: accel, Tool: ds.tools[driverFor(c, r)],
 						Progress: out.Progress, NoCache: c.Bool("no-cache"), Force: c.Bool("force"), TestBoot: testBoot,
-						Baseline: baseline, SkipIfSame: c.Bool("skip-if-same"),
+						Baseline: baseline, SkipIfSame: c.Bool("skip-if-same"), SignKey: key, CycloneDX: c.Bool("cyclonedx"),
 					})
 					measured[i] = buildMetrics(r.Name, started, time.Now(), res, err)
 					if err != nil {
