@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	isuggest "github.com/ingot-build/ingot/internal/suggest"
 )
 
 // Units of metrics: how a threshold writes a limit on one.
@@ -297,61 +299,21 @@ func formatValue(m Metric, v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-// suggest returns the candidate closest to word, or "" when none is close enough to be a
-// likely typo (an edit distance within a budget that grows with the word's length).
+// suggest returns the candidate closest to word (suggest.Closest), or the one candidate that
+// ends in "."+word ("changed" for "packages.changed": a missing prefix), or "".
 func suggest(word string, candidates []string) string {
+	if best := isuggest.Closest(word, candidates); best != "" {
+		return best
+	}
 	lw := strings.ToLower(word)
-	budget := 1
-	switch {
-	case len(word) > 8:
-		budget = 3
-	case len(word) > 4:
-		budget = 2
-	}
-	best, bestD := "", budget+1
+	var suffixed []string
 	for _, c := range candidates {
-		if d := editDistance(lw, c); d < bestD {
-			best, bestD = c, d
+		if strings.HasSuffix(c, "."+lw) {
+			suffixed = append(suffixed, c)
 		}
 	}
-	if best == "" {
-		// "changed" for "packages.changed": a missing or wrong prefix.
-		var suffixed []string
-		for _, c := range candidates {
-			if strings.HasSuffix(c, "."+lw) {
-				suffixed = append(suffixed, c)
-			}
-		}
-		if len(suffixed) == 1 {
-			best = suffixed[0]
-		}
+	if len(suffixed) == 1 {
+		return suffixed[0]
 	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions, deletions, substitutions
-// and adjacent transpositions each cost one.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev2 := make([]int, len(rb)+1)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(rb)]
+	return ""
 }

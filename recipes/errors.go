@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	isuggest "github.com/ingot-build/ingot/internal/suggest"
 )
 
 // Pos is a place in a recipe: where a value was written.
@@ -138,8 +140,7 @@ func alias(word string) []string {
 }
 
 // suggest returns the candidate closest to word, or "" when none is close enough to be a likely
-// typo. Case-insensitive equality wins, then known aliases, then the smallest edit distance
-// (transpositions count once) within a budget that grows with the word's length.
+// typo. Case-insensitive equality wins, then known aliases, then suggest.Closest.
 func suggest(word string, candidates []string) string {
 	lw := strings.ToLower(word)
 	for _, c := range candidates {
@@ -152,47 +153,7 @@ func suggest(word string, candidates []string) string {
 			return a
 		}
 	}
-	budget := 1
-	switch {
-	case len(word) > 8:
-		budget = 3
-	case len(word) > 4:
-		budget = 2
-	}
-	best, bestD := "", budget+1
-	for _, c := range candidates {
-		if d := editDistance(lw, strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions, deletions, substitutions
-// and adjacent transpositions each cost one.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev2 := make([]int, len(rb)+1)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(rb)]
+	return isuggest.Closest(word, candidates)
 }
 
 // didYouMean is the hint for a word that is not one of the allowed ones.

@@ -29,21 +29,6 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"abc", "abc", 0}, {"abc", "acb", 1}, {"abc", "", 3},
-		{"kitten", "sitting", 3}, {"sha265", "sha256", 1}, {"größe", "grösse", 2},
-	}
-	for _, tt := range tests {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
 func TestErrorsRendering(t *testing.T) {
 	one := &Error{Pos: Pos{File: "r.yaml", Line: 12, Col: 5}, Path: "machine.memory", Msg: `"2 gigs" is not a size`, Hint: "use a number with a unit, e.g. 2GiB"}
 	if got, want := one.Error(), `r.yaml:12:5: machine.memory: "2 gigs" is not a size; use a number with a unit, e.g. 2GiB`; got != want {
