@@ -35,8 +35,8 @@ const (
 	PayloadType   = "application/vnd.in-toto+json"
 	StatementType = "https://in-toto.io/Statement/v1"
 	PredicateType = "https://slsa.dev/provenance/v1"
-	// BuildType names how ingot builds: a recipe baked into images (docs/provenance.md).
-	BuildType = "https://github.com/ingot-build/ingot/blob/main/docs/provenance.md#build-type-v1"
+	// BuildType names how ingot builds: a recipe baked into images (docs/signing.md, "Provenance").
+	BuildType = "https://github.com/ingot-build/ingot/blob/main/docs/signing.md#provenance"
 	// BuilderID names the builder: ingot, run by whoever holds the signing key.
 	BuilderID = "https://github.com/ingot-build/ingot"
 )
