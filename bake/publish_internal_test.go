@@ -136,7 +136,8 @@ outputs:
 	}
 	cmd := exec.Command("sha256sum", "--strict", "-c", "SHA256SUMS")
 	cmd.Dir = b.outDir
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Count(string(out), ": OK") != 3 {
+	// The two outputs, the download and the SBOM.
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Count(string(out), ": OK") != 4 || !strings.Contains(string(out), "sbom.spdx.json: OK") {
 		t.Errorf("%s: %v\n%s", cmd, err, out)
 	}
 
