@@ -89,10 +89,7 @@ func checkDownloads(r *recipes.Recipe, specs []disk.OutputSpec, at []int) []erro
 			continue
 		}
 		field := fmt.Sprintf("provision[%d].file.dst", i)
-		pos, ok := r.PosOf(field)
-		if !ok {
-			pos = s.Pos
-		}
+		pos := posOf(r, field, s.Pos)
 		d := download{step: i, dst: filepath.ToSlash(filepath.Clean(s.File.Dst)), pos: pos}
 		top, _, _ := strings.Cut(d.dst, "/")
 		switch {
@@ -255,7 +252,7 @@ func (b *build) record(ctx context.Context) error {
 		m.Inventory = &ref
 		sums = append(sums, manifest.File{File: ref.File, Format: "inventory", SHA256: ref.SHA256})
 	}
-	sboms, err := b.writeSBOMs(ctx, m)
+	sboms, err := b.writeSBOMs(m)
 	if err != nil {
 		return err
 	}

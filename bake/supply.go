@@ -2,6 +2,8 @@ package bake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -17,7 +19,7 @@ import (
 
 // writeSBOMs writes the build's SBOM into the staging dir: SPDX 2.3 always, CycloneDX 1.5 with
 // Options.CycloneDX. It returns them as files for SHA256SUMS.
-func (b *build) writeSBOMs(ctx context.Context, m *manifest.Manifest) ([]manifest.File, error) {
+func (b *build) writeSBOMs(m *manifest.Manifest) ([]manifest.File, error) {
 	in := sbom.Input{Manifest: m}
 	if m.OS != nil {
 		in.Distro, in.DistroVersion = m.OS.ID, m.OS.VersionID
@@ -40,11 +42,9 @@ func (b *build) writeSBOMs(ctx context.Context, m *manifest.Manifest) ([]manifes
 		if err := renameio.WriteFile(p, data, 0o644); err != nil {
 			return nil, fmt.Errorf("write the SBOM: %w", err)
 		}
-		sum, n, err := digest.File(ctx, p, nil)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, manifest.File{File: k.name, Format: "sbom", Size: n, SHA256: sum})
+		// Hashed as written: the bytes are at hand, no need to read the file back.
+		sum := sha256.Sum256(data)
+		out = append(out, manifest.File{File: k.name, Format: "sbom", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
 	}
 	return out, nil
 }

@@ -428,6 +428,9 @@ func (t *tester) cloudInit(ctx context.Context, m *testMachine, _ testBoot) (man
 	}), true
 }
 
+// machineIDForm is what systemd writes to /etc/machine-id: 32 lower-case hex digits.
+var machineIDForm = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
 // freshIdentity is the fresh-identity check: /etc/machine-id was made on this boot and is not
 // the build machine's; none of the SSH host keys is the build machine's. Without a record of
 // the build machine, "made on this boot" is what systemd logged.
@@ -455,7 +458,7 @@ func (t *tester) freshIdentity(ctx context.Context, m *testMachine, _ testBoot) 
 		}
 		switch {
 		case keepID:
-		case !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id):
+		case !machineIDForm.MatchString(id):
 			problems = append(problems, fmt.Sprintf("/etc/machine-id is %q, not 32 hex digits", id))
 		case b != nil && b.MachineID != "" && id == b.MachineID:
 			problems = append(problems, "/etc/machine-id is the build machine's")
