@@ -26,6 +26,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/ingot-build/ingot/manifest"
+	"github.com/ingot-build/ingot/sign"
 )
 
 // File names and types.
@@ -193,7 +194,7 @@ func MinisignKey(pub minisign.PublicKey) (ed25519.PublicKey, string, error) {
 	if err != nil || len(raw) != 2+8+ed25519.PublicKeySize || string(raw[:2]) != "Ed" {
 		return nil, "", fmt.Errorf("not a minisign Ed25519 public key: %q", text)
 	}
-	return ed25519.PublicKey(raw[10:]), fmt.Sprintf("%016X", pub.ID()), nil
+	return ed25519.PublicKey(raw[10:]), sign.KeyID(pub.ID()), nil
 }
 
 // MinisignSigner returns the Ed25519 private key inside a minisign private key, and its key id.

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +14,14 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/ingot-build/ingot/manifest"
+	"github.com/ingot-build/ingot/sign"
 )
 
 // minisignEd25519 is the Ed25519 public key inside a minisign public key.
 func minisignEd25519(t *testing.T, pub minisign.PublicKey) ed25519.PublicKey {
 	t.Helper()
 	k, id, err := MinisignKey(pub)
-	if err != nil || id != fmt.Sprintf("%016X", pub.ID()) {
+	if err != nil || id != sign.KeyID(pub.ID()) {
 		t.Fatalf("MinisignKey = %q, %v", id, err)
 	}
 	return k
@@ -54,7 +54,7 @@ func TestSignVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, keyID, err := MinisignSigner(priv)
-	if err != nil || keyID != fmt.Sprintf("%016X", priv.ID()) {
+	if err != nil || keyID != sign.KeyID(priv.ID()) {
 		t.Fatalf("MinisignSigner: %q, %v", keyID, err)
 	}
 	env, err := Sign(ctx, st, key, keyID)

@@ -100,7 +100,7 @@ func VerifyDir(ctx context.Context, dir string, pub minisign.PublicKey) (*Report
 		return nil, fmt.Errorf("%w: %w", ErrNotOutputDir, err)
 	}
 	defer root.Close()
-	r := &Report{Dir: dir, KeyID: keyID(pub.ID())}
+	r := &Report{Dir: dir, KeyID: KeyID(pub.ID())}
 
 	if err := r.checkSignatures(dir, root, pub); err != nil {
 		return nil, err

@@ -101,7 +101,7 @@ func (k *Key) Public() minisign.PublicKey {
 func (k *Key) PrivateKey() minisign.PrivateKey { return k.priv }
 
 // ID is the key's ID as minisign prints it: 16 upper-case hex digits.
-func (k *Key) ID() string { return keyID(k.priv.ID()) }
+func (k *Key) ID() string { return KeyID(k.priv.ID()) }
 
 // String names the key by its ID and file. With GoString, it keeps the secret key's bytes out of
 // whatever prints or logs a Key (%v, %+v and %#v alike).
@@ -176,7 +176,7 @@ func verify(pub minisign.PublicKey, name string, open func(string) (*os.File, er
 		return fmt.Errorf("%s: %w: %s is not a minisign signature: %v", name, ErrBadSignature, sigName, err)
 	}
 	if sig.KeyID != pub.ID() {
-		return fmt.Errorf("%s: %w: %s is from key %s, the public key given is %s", name, ErrWrongKey, sigName, keyID(sig.KeyID), keyID(pub.ID()))
+		return fmt.Errorf("%s: %w: %s is from key %s, the public key given is %s", name, ErrWrongKey, sigName, KeyID(sig.KeyID), KeyID(pub.ID()))
 	}
 	if sig.Algorithm != minisign.HashEdDSA {
 		// minisign -l signs the whole file as one message, which would have to be read into
@@ -201,8 +201,9 @@ func verify(pub minisign.PublicKey, name string, open func(string) (*os.File, er
 	return nil
 }
 
-// keyID formats a key ID as minisign prints it.
-func keyID(id uint64) string { return fmt.Sprintf("%016X", id) }
+// KeyID formats a key ID as minisign prints it in a public key file's comment: upper-case hex
+// without leading zeros, so the ID a user reads from ingot matches the one minisign shows.
+func KeyID(id uint64) string { return fmt.Sprintf("%X", id) }
 
 // readSmall reads a key or signature file, opened with open, refusing one too big to be either.
 func readSmall(path string, open func(string) (*os.File, error)) ([]byte, error) {
