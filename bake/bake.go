@@ -74,6 +74,8 @@ type Options struct {
 	TestBoot string
 	// Tool is recorded in the manifest.
 	Tool manifest.Tool
+	// Getenv reads the environment variables the recipe's secrets: name (nil: os.LookupEnv).
+	Getenv func(string) (string, bool)
 }
 
 // Result is a finished build.
@@ -125,6 +127,7 @@ func Check(r *recipes.Recipe) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, checkDrift(r)...)
+	errs = append(errs, checkScanAllow(r)...)
 	if err := cloudinit.CheckRecipe(r.CloudInit.UserData, r.CloudInit.NetworkConfig, r.SSH.User); err != nil {
 		errs = append(errs, fmt.Errorf("%s: cloud_init: %w", r.CloudInit.Pos, err))
 	}
@@ -179,6 +182,7 @@ func (b *build) units() []unit {
 		unit{name: "generalize", run: b.onGuest("generalize", b.generalize)},
 		unit{name: "shutdown", run: b.shutdown},
 		unit{name: "snapshot", run: b.snapshot},
+		unit{name: "scan", run: b.scan},
 		unit{name: "convert", run: b.convert},
 		unit{name: "test", run: b.test},
 		unit{name: "drift", run: b.compareBaseline},
@@ -192,7 +196,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.bake(ctx)
+	res, err := b.bake(ctx)
+	// Whatever an error carries (a step's output, a console tail), its text holds no secret.
+	return res, b.secrets.Error(err)
 }
 
 // bake checks the recipe and whether the published build is up to date with it; if not, it runs

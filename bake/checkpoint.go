@@ -95,7 +95,9 @@ func (b *build) checkpointKeys() ([]string, error) {
 	cached := true
 	for i := range b.r.Provision {
 		s := &b.r.Provision[i]
-		if s.NoCache {
+		// A step handed a secret leaves it in the machine's memory, and maybe on its disk: no
+		// checkpoint after it holds either.
+		if s.NoCache || s.UsesSecrets() {
 			cached = false
 		}
 		if !cached {

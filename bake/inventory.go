@@ -31,6 +31,7 @@ const inventoryDir = "/run/ingot-inventory"
 // own (its buffered writes could split a line if they shared one), joined afterwards. Pseudo filesystems (proc, sysfs, tmpfs, …) are not
 // on the image and are skipped with -xdev from each real mount point.
 const inventoryScript = `set -eu
+cd / # generalize has deleted the build user's home, the session's working directory
 t0=$(date +%s%N)
 d=` + inventoryDir + `
 rm -rf "$d"; mkdir -m 0755 "$d"

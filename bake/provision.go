@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +43,13 @@ func (b *build) provision(ctx context.Context, i int, s *recipes.Step) error {
 			}
 			command = communicator.ShellQuote(remote) + "; rc=$?; rm -f " + communicator.ShellQuote(remote) + "; exit $rc"
 		}
-		return b.runStreaming(ctx, provisionName(i, s), communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo}, false)
+		cmd := communicator.Cmd{Command: command, Env: sh.Env, Sudo: sh.Sudo}
+		var stdin []byte
+		cmd.SecretEnv, stdin = b.stepSecrets(sh)
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		return b.runStreaming(ctx, provisionName(i, s), cmd, false)
 	case "file":
 		f := s.File
 		if f.Direction == "download" {
@@ -247,23 +254,27 @@ fstrim -av || true
 // data; then, in the same sudo (generalize deletes the build user and its sudo rule), the file
 // inventory of the image as it now is (inventoryScript), which fetchInventory reads back.
 func (b *build) generalize(ctx context.Context) error {
-	inventory := "sh -c " + communicator.ShellQuote(inventoryScript)
+	// The inventory and the scan read no stdin: it carried the scan's needles, which the
+	// prologue has kept.
+	inventory := "sh -c " + communicator.ShellQuote(inventoryScript) + " </dev/null"
+	needles := bytes.NewReader(b.scanNeedles())
 	if !b.r.Generalize.Enabled {
 		// Still trim: free space should not end up in the outputs.
-		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: "fstrim -av || true; " + inventory, Sudo: true}, true); err != nil {
-			return fmt.Errorf("trim and list the image's files: %w", err)
+		cmd := b.scanPrologue() + "{ fstrim -av </dev/null || true; } && " + inventory + scanEpilogue()
+		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: cmd, Sudo: true, Stdin: needles}, true); err != nil {
+			return fmt.Errorf("trim, list the image's files and scan them: %w", err)
 		}
-		return b.fetchInventory(ctx)
+		return errors.Join(b.fetchInventory(ctx), b.fetchScan(ctx))
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
-	cmd := "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " && " + inventory
-	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true}, true)
+	cmd := b.scanPrologue() + "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " </dev/null && " + inventory + scanEpilogue()
+	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true, Stdin: needles}, true)
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {
-		return fmt.Errorf("generalize script or file inventory: %w", err)
+		return fmt.Errorf("generalize script, file inventory or secret scan: %w", err)
 	}
 	if err != nil {
 		return err
 	}
-	return b.fetchInventory(ctx)
+	return errors.Join(b.fetchInventory(ctx), b.fetchScan(ctx))
 }

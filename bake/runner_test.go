@@ -165,6 +165,8 @@ type fakeGuest struct {
 	closeErr error
 	// reply, when set, is what an action writes to its stdout (Run) or returns (Output).
 	reply func(action string) string
+	// cmds are the commands Run was given, secrets and all.
+	cmds []communicator.Cmd
 }
 
 func (g *fakeGuest) do(ctx context.Context, format string, args ...any) error {
@@ -185,6 +187,7 @@ func sudo(cmd communicator.Cmd) string {
 
 func (g *fakeGuest) Run(ctx context.Context, cmd communicator.Cmd) error {
 	action := fmt.Sprintf("run %s%s", sudo(cmd), cmd.Command)
+	g.cmds = append(g.cmds, cmd)
 	err := g.do(ctx, "%s", action)
 	if g.reply != nil && cmd.Stdout != nil {
 		_, _ = io.WriteString(cmd.Stdout, g.reply(action))
@@ -200,8 +203,8 @@ func (g *fakeGuest) Output(ctx context.Context, cmd communicator.Cmd) ([]byte, e
 	if g.reply != nil {
 		return []byte(g.reply(action)), nil
 	}
-	if strings.HasPrefix(action, "output cat /run/ingot-inventory/") {
-		return nil, nil // an image of no files
+	if strings.HasPrefix(action, "output cat /run/ingot-inventory/") || strings.HasPrefix(action, "output cat /run/ingot-scan/") {
+		return nil, nil // an image of no files, and nothing the secret scan found
 	}
 	return []byte("bash\t5.2\ncoreutils\t9.1\n"), nil
 }
@@ -348,11 +351,11 @@ func TestRunnerUnitsOfARecipe(t *testing.T) {
 	}
 	want := []string{"fetch", "prepare", "install", "boot", "connect",
 		"provision[0] shell", "provision[1] shell", "provision[2] file", "provision[3] reboot", "provision[4] file",
-		"inventory", "generalize", "shutdown", "snapshot", "convert", "test", "drift", "record"}
+		"inventory", "generalize", "shutdown", "snapshot", "scan", "convert", "test", "drift", "record"}
 	if !slices.Equal(names, want) {
 		t.Errorf("units %q\nwant  %q", names, want)
 	}
-	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", "", "", ""}
+	wantAt := []string{"", "", "", "", "", "r.yaml:5:5", "r.yaml:6:5", "r.yaml:7:5", "r.yaml:8:5", "r.yaml:9:5", "", "", "", "", "", "", "", "", ""}
 	if !slices.Equal(ats, wantAt) {
 		t.Errorf("units at %q\nwant     %q", ats, wantAt)
 	}
@@ -480,9 +483,10 @@ func TestFakeBuild(t *testing.T) {
 		"download /var/log/a.log",
 		"output if command -v dpkg-query",
 		"output sudo cat /etc/machine-id",
-		"run sudo sh -c 'set -u",
+		"run sudo umask 077; rm -rf /run/ingot-scan",
 		"output cat /run/ingot-inventory/meta",
 		"output cat /run/ingot-inventory/sums",
+		"output cat /run/ingot-scan/found",
 		"close",
 		"shutdown fake-build",
 		// the cleanups
@@ -503,7 +507,7 @@ func TestFakeBuild(t *testing.T) {
 	wantSteps := []string{"fetch@", "prepare@", "install@", "boot@", "connect@",
 		"provision[0] shell@r.yaml:5:5", "provision[1] shell@r.yaml:6:5", "provision[2] file@r.yaml:7:5",
 		"provision[3] reboot@r.yaml:8:5", "provision[4] file@r.yaml:9:5",
-		"inventory@", "generalize@", "shutdown@", "snapshot@", "convert@", "test@", "drift@"} // record writes the manifest
+		"inventory@", "generalize@", "shutdown@", "snapshot@", "scan@", "convert@", "test@", "drift@"} // record writes the manifest
 	if !slices.Equal(steps, wantSteps) || !slices.Equal(m.Provisioners, m.Steps[5:10]) {
 		t.Errorf("manifest steps %q\nwant %q\nprovisioners %+v", steps, wantSteps, m.Provisioners)
 	}
@@ -736,9 +740,10 @@ func TestFakeBuildResumes(t *testing.T) {
 		"download /var/log/a.log",
 		"output if command -v dpkg-query",
 		"output sudo cat /etc/machine-id",
-		"run sudo sh -c 'set -u",
+		"run sudo umask 077; rm -rf /run/ingot-scan",
 		"output cat /run/ingot-inventory/meta",
 		"output cat /run/ingot-inventory/sums",
+		"output cat /run/ingot-scan/found",
 		"close",
 		"shutdown fake-build",
 		"close",

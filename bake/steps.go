@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/ingot-build/ingot/internal/qemuimg"
 	"github.com/ingot-build/ingot/manifest"
 	"github.com/ingot-build/ingot/recipes"
+	"github.com/ingot-build/ingot/secrets"
 	"github.com/ingot-build/ingot/source"
 )
 
@@ -68,6 +70,8 @@ type build struct {
 	drift        *manifest.DriftSummary
 	driftCrossed []drift.Crossed // the recipe's drift thresholds this build crossed
 	skipPublish  bool            // --skip-if-same, and nothing drifted
+	secrets      *secrets.Set    // the recipe's secrets, read when the build starts
+	scanFound    []finding       // generalize: what the guest-side secret scan found in files
 
 	// dial connects to the guest: communicator.Connect, or a fake guest in the unit tests.
 	dial func(context.Context, communicator.Config) (guestConn, error)
@@ -119,10 +123,19 @@ func newBuild(opts Options) (*build, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.LookupEnv
+	}
+	set, err := resolveSecrets(opts.Recipe, opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	return &build{
 		opts:    opts,
 		r:       opts.Recipe,
-		log:     opts.Logger.With("build", opts.Recipe.Name),
+		secrets: set,
+		// Every line the build logs, a step's output above all, is masked.
+		log:     slog.New(set.Handler(opts.Logger.Handler())).With("build", opts.Recipe.Name),
 		id:      id,
 		outDir:  filepath.Join(opts.OutDir, opts.Recipe.Name),
 		started: time.Now(),
@@ -174,6 +187,9 @@ func (b *build) prepare(ctx context.Context) error {
 	}
 	b.onCleanup("remove the work dir", func(context.Context) error {
 		if b.failed && b.opts.KeepOnFailure {
+			if err := b.maskKept(); err != nil {
+				return fmt.Errorf("mask the secrets in the kept logs; removing the work dir instead: %w", errors.Join(err, wd.Remove()))
+			}
 			b.log.Warn("kept the work dir of the failed build", "dir", b.workDir, "boot it by hand", b.manualBoot())
 			return wd.Keep("kept by ingot build --keep-on-failure; remove this directory when done\n")
 		}

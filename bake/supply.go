@@ -93,6 +93,9 @@ func (b *build) signRecord(ctx context.Context, m *manifest.Manifest, sboms []ma
 func recipeFiles(ctx context.Context, r *recipes.Recipe) ([]provenance.ResourceDescriptor, error) {
 	var out []provenance.ResourceDescriptor
 	seen := map[string]bool{}
+	for _, s := range r.Secrets {
+		seen[s.File] = true // a secret's file is no input anyone may see the hash of
+	}
 	add := func(p string) error {
 		if seen[p] {
 			return nil

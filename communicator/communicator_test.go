@@ -3,6 +3,7 @@ package communicator
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -475,6 +477,60 @@ func TestSavedKeysReconnect(t *testing.T) {
 	for _, bad := range []string{"", "{}", `{"client_private_pem": "x", "host_public": "y"}`} {
 		if _, err := UnmarshalKeys([]byte(bad)); err == nil {
 			t.Errorf("UnmarshalKeys(%q) = nil error", bad)
+		}
+	}
+}
+
+// Secret values reach the command's environment and stdin byte for byte, and never its command
+// line (what sudo logs and ps shows in the guest).
+func TestSecretEnvAndStdin(t *testing.T) {
+	c, srv, _ := setup(t)
+	var mu sync.Mutex
+	var lines []string
+	srv.onExec = func(cmd string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, cmd)
+	}
+	secrets := map[string][]byte{
+		"TOKEN":   []byte("tok-0123456789"),
+		"PEM":     []byte("-----BEGIN KEY-----\nabc\n-----END KEY-----\n\n"),
+		"TRICKY":  []byte("it's \"$(id)\" `id` $HOME\\n\x01\xff"),
+		"ENDS_IN": []byte("dot."),
+	}
+	for _, sudo := range []bool{false, true} {
+		for name, want := range secrets {
+			t.Run(fmt.Sprintf("%s/sudo=%v", name, sudo), func(t *testing.T) {
+				out, err := c.Output(context.Background(), Cmd{Command: `printf '%s' "$` + name + `"; cat`, SecretEnv: secrets, Sudo: sudo,
+					Env: map[string]string{"PLAIN": "p"}, Stdin: strings.NewReader("<stdin>")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := string(want) + "<stdin>"; string(out) != want {
+					t.Errorf("got %q, want %q", out, want)
+				}
+			})
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) == 0 {
+		t.Fatal("no command line was seen")
+	}
+	for _, l := range lines {
+		for name, v := range secrets {
+			if strings.Contains(l, string(v[:4])) || strings.Contains(l, base64.StdEncoding.EncodeToString(v)) {
+				t.Errorf("the command line holds %s: %s", name, l)
+			}
+		}
+	}
+	for _, bad := range []Cmd{
+		{Command: "true", SecretEnv: map[string][]byte{"BAD NAME": []byte("x")}},
+		{Command: "true", SecretEnv: map[string][]byte{"NUL": []byte("a\x00b")}},
+		{Command: "true", SecretEnv: map[string][]byte{"A": []byte("x")}, Env: map[string]string{"A": "y"}},
+	} {
+		if err := c.Run(context.Background(), bad); err == nil {
+			t.Errorf("%v accepted", bad.SecretEnv)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package communicator
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,14 @@ type Cmd struct {
 	Command string            // shell command line, run by the remote user's shell (sh -c semantics)
 	Env     map[string]string // exported before Command (sorted, shell-quoted: sshd refuses setenv)
 	Sudo    bool              // run as root: sudo -n (build user has NOPASSWD sudo)
-	Stdout  io.Writer         // may be nil
-	Stderr  io.Writer         // may be nil
+	// SecretEnv are exported like Env, but their values never reach a command line (which sudo
+	// logs and ps shows): they are sent first on the session's stdin, one base64 line each, and
+	// read by the script before Command runs. A value may hold any byte but NUL.
+	SecretEnv map[string][]byte
+	// Stdin is what Command reads on its standard input, after the SecretEnv lines; nil: none.
+	Stdin  io.Reader
+	Stdout io.Writer // may be nil
+	Stderr io.Writer // may be nil
 }
 
 // ExitError is a remote command that ended with a non-zero status or was killed by a signal.
@@ -58,12 +65,55 @@ func (cmd Cmd) script() (string, error) {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "export %s=%s\n", k, ShellQuote(cmd.Env[k]))
 	}
+	secret, err := cmd.secretNames()
+	if err != nil {
+		return "", err
+	}
+	for _, k := range secret {
+		// read is a builtin and reads no further than its line; base64 -d gets the value on a
+		// pipe; the "." keeps the value's own final newlines from $(…)'s trimming.
+		fmt.Fprintf(&b, "IFS= read -r %[1]s && %[1]s=$(printf %%s \"$%[1]s\" | base64 -d && echo .) && %[1]s=${%[1]s%%.} && export %[1]s || exit 125\n", k)
+	}
 	b.WriteString(cmd.Command)
 	s := b.String()
 	if cmd.Sudo {
 		s = "sudo -n sh -c " + ShellQuote(s)
 	}
 	return s, nil
+}
+
+// secretNames checks SecretEnv's names and values and sorts the names: the order the values
+// are sent in (stdin).
+func (cmd Cmd) secretNames() ([]string, error) {
+	names := make([]string, 0, len(cmd.SecretEnv))
+	for k, v := range cmd.SecretEnv {
+		switch {
+		case !envName.MatchString(k):
+			return nil, fmt.Errorf("environment variable name %q is not a valid shell name", k)
+		case bytes.IndexByte(v, 0) >= 0:
+			return nil, fmt.Errorf("the value for %s holds a NUL byte, which no environment variable can", k)
+		case cmd.Env[k] != "":
+			return nil, fmt.Errorf("%s is set twice, as an environment variable and as a secret", k)
+		}
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// stdin is what the session's stdin carries: the SecretEnv lines, then Stdin. Commands that read
+// stdin without being given one (apt's prompts) must see EOF, never a terminal.
+func (cmd Cmd) stdin() io.Reader {
+	names, _ := cmd.secretNames() // checked by script
+	var lines bytes.Buffer
+	for _, k := range names {
+		lines.WriteString(base64.StdEncoding.EncodeToString(cmd.SecretEnv[k]))
+		lines.WriteByte('\n')
+	}
+	if cmd.Stdin == nil {
+		return &lines
+	}
+	return io.MultiReader(&lines, cmd.Stdin)
 }
 
 // describe names a command in errors: its first line, shortened. Env values are never included
@@ -101,8 +151,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 	defer sess.Close()
 	sess.Stdout = cmd.Stdout
 	sess.Stderr = cmd.Stderr
-	// A nil reader would leave stdin open; commands that read it (apt's prompts) must see EOF.
-	sess.Stdin = strings.NewReader("")
+	sess.Stdin = cmd.stdin()
 
 	stop := context.AfterFunc(ctx, func() {
 		// Signals need OpenSSH >= 7.9 in the guest; closing the session covers older ones

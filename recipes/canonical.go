@@ -116,6 +116,18 @@ func (sh *Shell) canonical() (object, error) {
 		f["name"] = fsName(filepath.Base(sh.Script))
 		o["script"] = f
 	}
+	// Secrets by name only: their values never reach a key or a manifest. Written only when
+	// used, so a step without them keeps the key it had before secrets existed.
+	if len(sh.Secrets) > 0 {
+		names := make([]any, len(sh.Secrets))
+		for i, n := range sh.Secrets {
+			names[i] = n
+		}
+		o["secrets"] = names
+	}
+	if sh.Stdin != "" {
+		o["stdin"] = sh.Stdin
+	}
 	return o, nil
 }
 
@@ -335,7 +347,7 @@ func (r *Recipe) Canonical() ([]byte, error) {
 	for _, c := range r.Tests {
 		checks = append(checks, object{"name": c.Name, "run": c.Run, "sudo": c.Sudo, "timeout": canonDuration(c.Timeout)})
 	}
-	return encodeCanonical(object{
+	form := object{
 		"v":          canonVersion,
 		"name":       r.Name,
 		"boot":       boot,
@@ -346,7 +358,17 @@ func (r *Recipe) Canonical() ([]byte, error) {
 		"tests":      checks,
 		// Like the checks, the drift thresholds decide whether a --baseline build publishes.
 		"drift": object{"fail_on": stringList(r.Drift.FailOn), "ignore": stringList(r.Drift.Ignore)},
-	})
+	}
+	// What the secret scan accepts decides whether a build publishes, like the checks. Written
+	// only when there is some, so a recipe without it keeps the inputs hash it had before.
+	if len(r.SecretScan.Allow) > 0 {
+		allow := make([]any, len(r.SecretScan.Allow))
+		for i, a := range r.SecretScan.Allow {
+			allow[i] = object{"secret": a.Secret, "pattern": a.Pattern, "path": a.Path}
+		}
+		form["secret_scan"] = object{"allow": allow}
+	}
+	return encodeCanonical(form)
 }
 
 // canonPin is an input's pin: its digest, with no URL, since the same bytes from any mirror are

@@ -138,12 +138,30 @@ var canonicalDecisions = map[string]string{
 	"Drift.FailOn": inRecipe,
 	"Drift.Ignore": inRecipe,
 	"Drift.Pos":    ignoredPos,
+
+	// A secret's value is never hashed (a hash would let anyone holding a manifest test guesses),
+	// nor where it comes from: the steps name the secrets they use (Shell.Secrets, Shell.Stdin),
+	// and a step that uses one is never checkpointed.
+	"Recipe.Secrets": "ignored: where values come from, not what a step does with them",
+	"Shell.Secrets":  inStep,
+	"Shell.Stdin":    inStep,
+
+	// Like the tests: what the scan accepts decides whether a build publishes.
+	"Recipe.SecretScan": holds,
+	"SecretScan.Allow":  holds,
+	"SecretScan.Pos":    ignoredPos,
+	"ScanAllow.Secret":  inRecipe,
+	"ScanAllow.Pattern": inRecipe,
+	"ScanAllow.Path":    inRecipe,
+	"ScanAllow.Reason":  "ignored: it documents the exception; the image is the same",
+	"ScanAllow.Pos":     ignoredPos,
 }
 
 // noGenericChange lists fields that TestCanonicalFieldChanges cannot change on its own, and the
 // test that covers them instead.
 var noGenericChange = map[string]string{
-	"Step.Kind": "TestCanonicalChanges (a kind needs its own part)",
+	"Step.Kind":      "TestCanonicalChanges (a kind needs its own part)",
+	"Recipe.Secrets": "TestSecretsNotInCanonical (a map of mappings)",
 }
 
 var posType = reflect.TypeFor[Pos]()
@@ -292,6 +310,12 @@ tests:
 // canonVariants are canonRecipe with each kind of source, so every field is set in one of them.
 var canonVariants = map[string]string{
 	"disk": canonRecipe,
+	"secrets": strings.Replace(canonRecipe, "      timeout: 1m\n", "      timeout: 1m\n      secrets: [TOKEN]\n      stdin: TOKEN\n", 1) + `secrets:
+  TOKEN: { env: HOME }
+secret_scan:
+  allow:
+    - { secret: TOKEN, pattern: private-key, path: "/etc/ssl/private/*", reason: the snakeoil key }
+`,
 	"iso-kernel": strings.Replace(canonRecipe, canonSourceDisk, `source:
   iso:
     url: https://example.org/i.iso

@@ -108,6 +108,13 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"tests[0].run":                 "curl -fsS http://localhost/",
 		"tests[0].sudo":                false,
 		"tests[0].timeout":             "30s",
+		"secrets":                      map[string]any{"A": map[string]any{"env": "A"}},
+		"provision[0].shell.secrets":   []any{"A"},
+		"provision[0].shell.stdin":     "A",
+		"secret_scan.allow[0].secret":  "A",
+		"secret_scan.allow[0].pattern": "private-key",
+		"secret_scan.allow[0].path":    "/etc/ssl/private/*.key",
+		"secret_scan.allow[0].reason":  "the snakeoil key ssl-cert makes",
 	}
 	leaves := leafPaths(reflect.TypeFor[Recipe](), "")
 	if len(leaves) < 40 {
@@ -164,6 +171,9 @@ func skeleton(leaf string) map[string]any {
 		r["provision"] = []any{map[string]any{"shell": map[string]any{}}}
 	case strings.HasPrefix(leaf, "provision[0].shell."):
 		r["provision"] = []any{map[string]any{"shell": map[string]any{"inline": "true"}}}
+		if leaf == "provision[0].shell.secrets" || leaf == "provision[0].shell.stdin" {
+			r["secrets"] = map[string]any{"A": map[string]any{"env": "A"}}
+		}
 	case strings.HasPrefix(leaf, "provision[0].file."):
 		conf, _ := filepath.Abs("testdata/files/app.conf")
 		if leaf == "provision[0].file.dir_mode" {
@@ -186,6 +196,10 @@ func skeleton(leaf string) map[string]any {
 		r["generalize"] = map[string]any{}
 	case strings.HasPrefix(leaf, "tests[0]."):
 		r["tests"] = []any{map[string]any{"name": "c", "run": "true"}}
+	case strings.HasPrefix(leaf, "secret_scan.allow[0]."):
+		r["secrets"] = map[string]any{"A": map[string]any{"env": "A"}}
+		allow := map[string]any{"pattern": "private-key", "reason": "r"}
+		r["secret_scan"] = map[string]any{"allow": []any{allow}}
 	}
 	return r
 }

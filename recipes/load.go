@@ -285,6 +285,9 @@ func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Rec
 	r.Test = d.test(top)
 	r.Tests = d.checks(top)
 	r.Drift = d.drift(top)
+	r.Secrets = d.secrets(top)
+	d.checkStepSecrets(r.Provision, r.SecretNames())
+	r.SecretScan = d.secretScan(top, r.SecretNames())
 	return r
 }
 

@@ -150,6 +150,25 @@ func (d *decoder) shell(p string, n ast.Node) (*Shell, bool) {
 			sh.Sudo = v
 		}
 	}
+	if n, ok := f.get("secrets"); ok {
+		names, _ := d.strings(f.child("secrets"), n)
+		for i, name := range names {
+			ip := fmt.Sprintf("%s[%d]", f.child("secrets"), i)
+			switch {
+			case !varNameRE.MatchString(name):
+				d.errorf(d.positions[ip], ip, "name a secret from secrets: (letters, digits and _)", "%q is not a secret name", name)
+			case slices.Contains(sh.Secrets, name):
+				d.errorf(d.positions[ip], ip, "remove it: each secret is exported once", "%q is listed twice", name)
+			case sh.Env[name] != "":
+				d.errorf(d.positions[ip], ip, "rename one: the secret would replace env's "+name, "%q is also set by env", name)
+			default:
+				sh.Secrets = append(sh.Secrets, name)
+			}
+		}
+	}
+	if n, ok := f.get("stdin"); ok {
+		sh.Stdin, _ = d.nonEmpty(f.child("stdin"), n)
+	}
 	d.timeout(f, "timeout", "no timeout", &sh.Timeout)
 	return sh, true
 }

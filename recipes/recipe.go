@@ -54,6 +54,10 @@ type Recipe struct {
 	Tests []Check `yaml:"tests"`
 	// Drift holds a build to its baseline (ingot build --baseline).
 	Drift Drift `yaml:"drift"`
+	// Secrets are the values steps may be handed (shell secrets: and stdin:), by name.
+	Secrets map[string]Secret `yaml:"secrets"`
+	// SecretScan documents what the scan of the finished disk may find.
+	SecretScan SecretScan `yaml:"secret_scan"`
 
 	// File is where the recipe came from: the path as given to Load, or "catalog:NAME" for a
 	// built-in recipe (CatalogSource returns its text).
@@ -199,6 +203,11 @@ type Shell struct {
 	// Script is an absolute local path.
 	Script string            `yaml:"script"`
 	Env    map[string]string `yaml:"env"`
+	// Secrets are names from the recipe's secrets:, each exported to the command under its
+	// name; the values travel over the session's stdin, never on a command line.
+	Secrets []string `yaml:"secrets"`
+	// Stdin is a secret's name whose value is the command's standard input.
+	Stdin string `yaml:"stdin"`
 	// Sudo runs the command as root; the default.
 	Sudo bool `yaml:"sudo"`
 	// Timeout bounds the command; zero means none.
