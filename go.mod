@@ -1,6 +1,6 @@
 module github.com/ingot-build/ingot
 
-go 1.26
+go 1.26.0
 
 require (
 	aead.dev/minisign v0.3.0
@@ -17,6 +17,8 @@ require (
 	github.com/kdomanski/iso9660 v0.4.0
 	github.com/klauspost/compress v1.20.3
 	github.com/knqyf263/go-deb-version v0.0.0-20241115132648-6f4aee6ccd23
+	github.com/opencontainers/go-digest v1.0.0
+	github.com/opencontainers/image-spec v1.1.1
 	github.com/package-url/packageurl-go v0.1.7
 	github.com/pkg/sftp v1.13.12
 	github.com/rogpeppe/go-internal v1.16.0
@@ -26,9 +28,10 @@ require (
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/vbauerster/mpb/v8 v8.9.3
 	golang.org/x/crypto v0.55.0
-	golang.org/x/sync v0.19.0
+	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.47.0
 	libvirt.org/go/libvirtxml v1.12005.0
+	oras.land/oras-go/v2 v2.7.0
 )
 
 require (

@@ -31,6 +31,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			testCommand(),
 			diffCommand(),
 			verifyCommand(),
+			pushCommand(),
+			pullCommand(),
 			versionCommand(),
 		},
 		Action: groupAction(cli.ShowAppHelp),

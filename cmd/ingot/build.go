@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/ingot-build/ingot/internal/metrics"
 	"github.com/ingot-build/ingot/internal/qemuimg"
 	"github.com/ingot-build/ingot/manifest"
+	"github.com/ingot-build/ingot/oci"
 	"github.com/ingot-build/ingot/recipes"
 	"github.com/ingot-build/ingot/sign"
 	"github.com/ingot-build/ingot/source"
@@ -155,7 +157,8 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "metrics", Usage: "write the builds' SLIs (success, durations, sizes) to `FILE` in OpenMetrics text, atomically, for node_exporter's textfile collector"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			storeFlag,
-		}, driverFlags...),
+			&cli.StringFlag{Name: "push", Usage: "after the build publishes, push it to `oci://REGISTRY/REPO:TAG` (as ingot push does; one recipe only); a failed push fails the build and the outputs stay published"},
+		}, slices.Concat(driverFlags, registryFlags())...),
 		Action: func(c *cli.Context) error {
 			testBoot := c.String("test-boot")
 			if testBoot != "" && testBoot != recipes.TestBootFirst && testBoot != recipes.TestBootAll && testBoot != recipes.TestBootNone {
@@ -178,6 +181,19 @@ func buildCommand() *cli.Command {
 			rs, err := loadRecipes(c)
 			if err != nil {
 				return err
+			}
+			pushRef := c.String("push")
+			var remote oci.Remote
+			if pushRef != "" {
+				if len(rs) != 1 {
+					return usageError{fmt.Errorf("--push takes one recipe, got %d: each build needs a tag of its own", len(rs))}
+				}
+				if remote, err = remoteFor(c, out); err != nil {
+					return err
+				}
+				if err := checkCredentials(remote, pushRef); err != nil {
+					return err
+				}
 			}
 			fetcher, err := openSources(log, source.WithProgress(out.Progress))
 			if err != nil {
@@ -247,6 +263,17 @@ func buildCommand() *cli.Command {
 				})
 			}
 			_ = g.Wait()
+			var pushed string
+			if pushRef != "" && dirs[0] != "" {
+				res, err := pushBuild(c.Context, dirs[0], pushRef, oci.PushOptions{Remote: remote, Progress: out.Progress})
+				if err != nil {
+					failed = append(failed, err)
+					log.Error("push failed; the outputs stay published", "out", dirs[0], "err", err)
+				} else {
+					pushed = res.Build.Digested()
+					log.Info("pushed", "out", dirs[0], "to", pushed)
+				}
+			}
 			// The bars are done with: what follows is printed as it is, and stdout, which may be
 			// the same terminal, gets the output dirs only once nothing redraws over them.
 			out.Close()
@@ -254,6 +281,9 @@ func buildCommand() *cli.Command {
 				if d != "" {
 					fmt.Fprintln(c.App.Writer, d)
 				}
+			}
+			if pushed != "" {
+				fmt.Fprintln(c.App.Writer, pushed)
 			}
 			if path := c.String("metrics"); path != "" {
 				if err := metrics.Write(path, measured...); err != nil {
