@@ -56,7 +56,7 @@ func TestBmaptoolCopy(t *testing.T) {
 }
 
 func TestVerifyBmapCatchesDamage(t *testing.T) {
-	ranges := []bmapRange{{0, 3, strings.Repeat("a", 64)}, {10, 10, strings.Repeat("b", 64)}}
+	ranges := []bmapRange{{First: 0, Last: 3, SHA256: strings.Repeat("a", 64)}, {First: 10, Last: 10, SHA256: strings.Repeat("b", 64)}}
 	good := renderBmap(1<<20, ranges)
 	if err := verifyBmap(good, 1<<20); err != nil {
 		t.Fatalf("a good bmap fails: %v\n%s", err, good)
@@ -70,8 +70,8 @@ func TestVerifyBmapCatchesDamage(t *testing.T) {
 		{"other image size", good, 2 << 20, "the image is"},
 		{"edited range", bytes.Replace(good, []byte("> 10 <"), []byte("> 11 <"), 1), 1 << 20, "checksum mismatch"},
 		{"truncated", good[:len(good)/2], 1 << 20, "parse"},
-		{"overlapping", renderBmap(1<<20, []bmapRange{{0, 3, strings.Repeat("a", 64)}, {2, 5, strings.Repeat("b", 64)}}), 1 << 20, "out of order"},
-		{"past the end", renderBmap(1<<20, []bmapRange{{256, 256, strings.Repeat("a", 64)}}), 1 << 20, "outside"},
+		{"overlapping", renderBmap(1<<20, []bmapRange{{First: 0, Last: 3, SHA256: strings.Repeat("a", 64)}, {First: 2, Last: 5, SHA256: strings.Repeat("b", 64)}}), 1 << 20, "out of order"},
+		{"past the end", renderBmap(1<<20, []bmapRange{{First: 256, Last: 256, SHA256: strings.Repeat("a", 64)}}), 1 << 20, "outside"},
 	}
 	for _, tt := range tests {
 		err := verifyBmap(tt.data, tt.size)
@@ -110,14 +110,6 @@ func equalSpans(a, b []span) bool {
 		}
 	}
 	return true
-}
-
-func TestBmapHumanSize(t *testing.T) {
-	for n, want := range map[int64]string{1: "1 byte", 511: "511 bytes", 512: "0.5 KiB", 64 << 20: "64.0 MiB", 2 << 30: "2.0 GiB", 1023 << 20: "1023.0 MiB"} {
-		if got := bmapHumanSize(n); got != want {
-			t.Errorf("bmapHumanSize(%d) = %q, want %q", n, got, want)
-		}
-	}
 }
 
 // TestBmaptoolFindsItsOwnBmap makes sets of outputs together, as a build does, and runs the real

@@ -33,6 +33,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			pushCommand(),
 			pullCommand(),
+			flashCommand(),
 			versionCommand(),
 		},
 		Action: groupAction(cli.ShowAppHelp),
