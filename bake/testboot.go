@@ -53,6 +53,9 @@ type testBoot struct {
 	// diskBytes is the size of the disk the image boots on; 0 or less than the image: its own.
 	// A shrunk image booted on a bigger disk must grow to it (the grown check).
 	diskBytes int64
+	// device says path is a block device a raw image was flashed onto (ingot test DEVICE): the
+	// image on it is smaller than the device, or was; its root filesystem must fill it (grown).
+	device bool
 }
 
 func (tb testBoot) kind() string {
@@ -316,7 +319,7 @@ func (t *tester) start(ctx context.Context, tb testBoot, dir string, log *slog.L
 		return nil, "", "", err
 	}
 	log.Info("test machine started", "ssh", m.SSHAddr(), "console", m.ConsolePath())
-	tm := &testMachine{machine: m, keys: keys, instance: instance, started: started, grows: tb.diskBytes > info.VirtualSize, note: note}
+	tm := &testMachine{machine: m, keys: keys, instance: instance, started: started, grows: tb.diskBytes > info.VirtualSize || tb.device, note: note}
 	return tm, overlay, seedPath, nil
 }
 

@@ -20,7 +20,8 @@ import (
 
 // TestOptions configure TestImage: `ingot test IMAGE`.
 type TestOptions struct {
-	// Image is the file to boot: any output format (a raw.zst or an OVA too), from ingot or not.
+	// Image is the file to boot: any output format (a raw.zst or an OVA too), from ingot or not;
+	// or a block device a raw image was flashed onto (ingot flash), which gets the grown check.
 	Image string
 	// Firmware lists the firmwares to boot it under; empty: the firmware of the build that made
 	// it (its manifest beside it), else bios.
@@ -103,8 +104,10 @@ func TestImage(ctx context.Context, o TestOptions) ([]manifest.TestBoot, error) 
 		checks: o.Checks, build: bm, sshTimeout: o.SSHTimeout, keep: o.KeepOnFailure, dial: dialSSH,
 	}
 	var boots []testBoot
+	st, err := os.Stat(o.Image)
+	device := err == nil && st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0
 	for _, fw := range fws {
-		boots = append(boots, testBoot{path: o.Image, full: true, firmware: fw, diskBytes: diskBytes})
+		boots = append(boots, testBoot{path: o.Image, full: true, firmware: fw, diskBytes: diskBytes, device: device})
 	}
 	results, err := t.run(ctx, boots)
 	if err != nil && o.KeepOnFailure {

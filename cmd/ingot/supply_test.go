@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -10,24 +14,46 @@ import (
 	"testing"
 
 	"github.com/ingot-build/ingot/internal/testguest"
+	"github.com/ingot-build/ingot/internal/testregistry"
 )
 
-// A signed build on a real guest (issue 16): `ingot build --sign-key` publishes an SPDX and a
+// A release, end to end on real guests: a build with secrets that leaks them fails; the build that
+// does not is signed, pushed to a registry, pulled back verified, and its raw output flashed onto
+// a device bigger than the image, which boots and grows (issues 16, 17 and 18). One test, so
+// that the guest boots once and the second build restores the first one's checkpoint.
+//
+// The leaky build hands a step two secrets in its environment and a key on its stdin; the step
+// traces itself (set -x) and writes a secret to the console, so the values pass through the
+// streamed output and the console capture. It writes one secret to a file and deletes it without
+// scrubbing, beside a live file in the same cluster, leaves the other in a file, and writes AWS's
+// documented example key: the scan fails the build naming all three, nothing is published, and no
+// value is in ingot's output or in the kept work dir's logs.
+//
+// The signed build restores the leaky build's checkpoint (the step before the secrets), shreds
+// the file instead, and allows the example key with a reason; it publishes an SPDX and a
 // CycloneDX SBOM taken from the guest's packages (purls, licenses from its copyright files), the
 // provenance in a DSSE envelope, and minisign signatures; Debian's minisign binary verifies them,
 // the SBOMs pass CycloneDX's and SPDX's own validators (sbom/testdata/validate), and `ingot
-// verify` passes, then fails (exit 1) once an output is changed.
-func TestSignedBuild(t *testing.T) {
+// verify` passes, then fails (exit 1) once an output is changed. No value is in its output,
+// manifest, SBOMs or provenance.
+//
+// `ingot build --push` puts it in Debian's docker-registry on loopback: skopeo sees it and its
+// annotations, `ingot pull --pubkey` gives every file back byte for byte, `ingot push` of the
+// same build again works. `ingot flash` writes the minimal raw+zstd+bmap output onto a loop
+// device of 6 GiB, which `ingot test DEVICE` boots: its root filesystem has grown to fill it.
+func TestReleasePipeline(t *testing.T) {
 	img := testguest.CloudImage(t)
 	bin := buildIngot(t)
 	dir := t.TempDir()
+	token, apiKey := "tok-e2e-"+randomHex(t), "api-e2e-"+randomHex(t)
+	deployKey := "-----BEGIN DEPLOY KEY-----\n" + randomHex(t) + "\n-----END DEPLOY KEY-----\n"
 	// ingot gets a cache of its own; the SBOM validators are found in the real one, where
 	// make deps-test installed them.
 	run := func(name string, args ...string) (string, int) {
 		t.Helper()
 		cmd := exec.Command(name, args...)
 		if name != "node" {
-			cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
+			cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"), "INGOT_E2E_TOKEN="+token, "INGOT_E2E_API_KEY="+apiKey)
 		}
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError
@@ -36,22 +62,118 @@ func TestSignedBuild(t *testing.T) {
 		}
 		return string(out), cmd.ProcessState.ExitCode()
 	}
+	leaks := func(what, text string) {
+		t.Helper()
+		for name, v := range map[string]string{"TOKEN": token, "API_KEY": apiKey, "DEPLOY_KEY": deployKey[30:50]} {
+			if strings.Contains(text, v) {
+				t.Errorf("%s holds the value of %s", what, name)
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "deploy.key"), []byte(deployKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keySum := sha256.Sum256([]byte(deployKey))
+	recipeText := func(remove, extra string) []byte {
+		return fmt.Appendf(nil, `name: signed
+source:
+  disk: { url: "file://%s", sha256: %s }
+machine: { memory: 1GiB, disk: 4GiB, firmware: bios }
+secrets:
+  TOKEN: { env: INGOT_E2E_TOKEN }
+  API_KEY: { env: INGOT_E2E_API_KEY }
+  DEPLOY_KEY: { file: deploy.key }
+provision:
+  - shell: echo signed > /etc/signed
+  - shell:
+      secrets: [TOKEN, API_KEY]
+      stdin: DEPLOY_KEY
+      inline: |
+        set -x
+        echo "deploy key sha256: $(sha256sum | cut -d' ' -f1)"
+        mkdir -p /etc/app
+        printf '%%s\n' "$TOKEN" > /etc/app/token
+        printf 'setting=1\n' > /etc/app/app.conf
+        printf 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n' > /etc/app/aws.conf
+        sync
+        echo "on the console: $TOKEN" > /dev/console
+        %s
+outputs: [ { format: qcow2 }, { format: raw, compress: zstd, bmap: true, shrink: minimal } ]
+%s`, img.Image, img.SHA256, remove, extra)
+	}
+	recipe := filepath.Join(dir, "signed.yaml")
+	out := filepath.Join(dir, "out")
+	work := filepath.Join(dir, "work")
+
+	// The leaky build.
+	leaky := recipeText("rm /etc/app/token; printf '%s\\n' \"$API_KEY\" > /etc/app/api.key; sync", "")
+	if err := os.WriteFile(recipe, leaky, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, code := run(bin, "build", "--test-boot", "none", "--keep-on-failure", "--out", out, "--work-dir", work, recipe)
+	if code != 1 {
+		t.Fatalf("the leaky build exited %d, want 1:\n%s", code, log)
+	}
+	for _, want := range []string{
+		"secret TOKEN in no file of the image the scan could name", "secret API_KEY in /etc/app/api.key", "credential pattern aws-access-key in /etc/app/aws.conf",
+		"[secret TOKEN]", "deploy key sha256: " + hex.EncodeToString(keySum[:]),
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the leaky build's output lacks %q", want)
+		}
+	}
+	leaks("the leaky build's output", log)
+	t.Logf("the leaky build:\n%s", log)
+	if _, err := os.Stat(filepath.Join(out, "signed")); err == nil {
+		t.Error("the leaky build published its outputs")
+	}
+	consoles, _ := filepath.Glob(filepath.Join(work, "*", "console.log"))
+	if len(consoles) != 1 {
+		t.Fatalf("kept consoles %v, want the leaky build's", consoles)
+	}
+	console, err := os.ReadFile(consoles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(console), "on the console: [secret TOKEN]") {
+		t.Errorf("the kept console lacks the masked line:\n%s", console)
+	}
+	leaks("the kept console", string(console))
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+
+	// The signed build: the file is shredded, the example key allowed.
 	pub, sec := filepath.Join(dir, "key.pub"), filepath.Join(dir, "key.sec")
 	if out, code := run("minisign", "-G", "-W", "-p", pub, "-s", sec); code != 0 {
 		t.Fatalf("minisign -G (run make deps-test if it is missing): %s", out)
 	}
-	recipe := filepath.Join(dir, "signed.yaml")
-	if err := os.WriteFile(recipe, fmt.Appendf(nil, "name: signed\nsource:\n  disk: { url: \"file://%s\", sha256: %s }\n"+
-		"machine: { memory: 1GiB, disk: 4GiB, firmware: bios }\nprovision:\n  - shell: echo signed > /etc/signed\n"+
-		"outputs: [ { format: qcow2 } ]\n", img.Image, img.SHA256), 0o644); err != nil {
+	clean := recipeText("shred -u /etc/app/token; sync", "secret_scan:\n  allow:\n    - { pattern: aws-access-key, path: /etc/app/aws.conf, reason: AWS's documented example key }\n")
+	if err := os.WriteFile(recipe, clean, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "out")
-	if log, code := run(bin, "build", "--sign-key", sec, "--cyclonedx", "--test-boot", "none", "--no-cache",
-		"--out", out, "--work-dir", filepath.Join(dir, "work"), recipe); code != 0 {
-		t.Fatalf("ingot build --sign-key exited %d:\n%s", code, log)
+	reg := testregistry.Start(t)
+	testregistry.Need(t, "skopeo")
+	log, code = run(bin, "build", "--sign-key", sec, "--cyclonedx", "--test-boot", "none", "--out", out, "--work-dir", work,
+		"--push", "oci://"+reg.Host+"/ingot/signed:1", recipe)
+	if code != 0 {
+		t.Fatalf("ingot build --sign-key --push exited %d:\n%s", code, log)
 	}
+	for _, want := range []string{"step restored from the checkpoint", "secret scan: allowed by the recipe", "AWS's documented example key"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the signed build's output lacks %q:\n%s", want, log)
+		}
+	}
+	leaks("the signed build's output", log)
+	t.Logf("the signed build:\n%s", log)
 	built := filepath.Join(out, "signed")
+	for _, f := range []string{"manifest.json", "sbom.spdx.json", "sbom.cdx.json", "provenance.intoto.jsonl"} {
+		data, err := os.ReadFile(filepath.Join(built, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks(f, string(data))
+	}
 	for _, f := range []string{"SHA256SUMS", "manifest.json", "sbom.spdx.json", "sbom.cdx.json"} {
 		if o, code := run("minisign", "-Vm", filepath.Join(built, f), "-p", pub); code != 0 {
 			t.Errorf("minisign -V %s: %s", f, o)
@@ -76,6 +198,66 @@ func TestSignedBuild(t *testing.T) {
 		t.Errorf("ingot verify exited %d:\n%s", code, o)
 	}
 
+	// The build went to the registry with --push: skopeo, an independent client, sees it and its
+	// annotations; ingot pull, verifying the signatures, gives every file back byte for byte.
+	var digested string
+	for line := range strings.Lines(log) {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, "oci://"+reg.Host+"/ingot/signed@sha256:") {
+			digested = l
+		}
+	}
+	if digested == "" {
+		t.Fatalf("ingot build --push printed no digest:\n%s", log)
+	}
+	raw, code := run("skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+reg.Host+"/ingot/signed:1")
+	for _, want := range []string{`"io.ingot.name": "signed"`, `"io.ingot.role": "output"`, `"org.opencontainers.image.title": "signed.qcow2"`} {
+		if code != 0 || !strings.Contains(strings.ReplaceAll(raw, `":"`, `": "`), want) {
+			t.Errorf("skopeo inspect --raw (exit %d) lacks %s:\n%s", code, want, raw)
+		}
+	}
+	pulled := filepath.Join(dir, "pulled")
+	if o, code := run(bin, "pull", digested, "--out", pulled, "--pubkey", pub); code != 0 {
+		t.Fatalf("ingot pull exited %d:\n%s", code, o)
+	}
+	entries, err := os.ReadDir(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		a, errA := os.ReadFile(filepath.Join(built, e.Name()))
+		b, errB := os.ReadFile(filepath.Join(pulled, e.Name()))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s did not round-trip: %v %v", e.Name(), errA, errB)
+		}
+	}
+	if o, code := run(bin, "push", built, "oci://"+reg.Host+"/ingot/signed:again"); code != 0 || strings.TrimSpace(o) == "" {
+		t.Errorf("ingot push of the same build exited %d:\n%s", code, o)
+	}
+
+	// The device path (issue 18): the minimal raw output, flashed onto a bigger device, boots and
+	// grows to it.
+	backing := filepath.Join(dir, "device.img")
+	if err := os.WriteFile(backing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(backing, 6<<30); err != nil {
+		t.Fatal(err)
+	}
+	lo, code := run("losetup", "--find", "--show", backing)
+	if code != 0 {
+		t.Fatalf("losetup: %s", lo)
+	}
+	device := strings.TrimSpace(lo)
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", device).Run() })
+	if o, code := run(bin, "flash", "--yes", filepath.Join(built, "signed-minimal.raw.zst"), device); code != 0 || !strings.Contains(o, "saved") {
+		t.Fatalf("ingot flash exited %d:\n%s", code, o)
+	}
+	if o, code := run(bin, "test", "--work-dir", work, device); code != 0 || !strings.Contains(o, "pass  grown") {
+		t.Errorf("ingot test of the flashed device exited %d, want its root filesystem grown:\n%s", code, o)
+	} else {
+		t.Logf("the flashed device:\n%s", o)
+	}
+
 	// An output changed after signing: verify names it and exits 1.
 	f, err := os.OpenFile(filepath.Join(built, "signed.qcow2"), os.O_WRONLY, 0)
 	if err != nil {
@@ -88,4 +270,12 @@ func TestSignedBuild(t *testing.T) {
 	if o, code := run(bin, "verify", built, "--pubkey", pub); code != 1 || !strings.Contains(o, "signed.qcow2") {
 		t.Errorf("ingot verify of a changed output exited %d, want 1 naming it:\n%s", code, o)
 	}
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }

@@ -22,7 +22,9 @@ func testCommand() *cli.Command {
 		Name:  "test",
 		Usage: "boot an image as a user gets it, with a fresh seed, and run the test checks on it",
 		Description: "Runs the checks of a build's test step (boots, cloud-init, fresh-identity, no-build-user, grown)\n" +
-			"and the checks of --tests FILE on any image: qcow2, vmdk, vhdx, raw, raw.zst, raw.xz or OVA.\n" +
+			"and the checks of --tests FILE on any image: qcow2, vmdk, vhdx, raw, raw.zst, raw.xz or OVA; or on\n" +
+			"a block device a raw image was flashed onto (ingot flash), whose root filesystem must have grown to\n" +
+			"fill it (grown). The image or device is never written: it boots under a qcow2 overlay.\n" +
 			"With a manifest.json beside the image that lists it, the image is checked against the build\n" +
 			"machine it records. Exits 0 when every check passes, 1 when one fails, 2 for bad input.",
 		ArgsUsage: "IMAGE",
@@ -43,9 +45,11 @@ func testCommand() *cli.Command {
 				return usageError{errors.New("name one image file")}
 			}
 			image := c.Args().First()
-			if st, err := os.Stat(image); err != nil || !st.Mode().IsRegular() {
+			st, err := os.Stat(image)
+			block := err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
+			if err != nil || !st.Mode().IsRegular() && !block {
 				if err == nil {
-					err = errors.New("not a regular file")
+					err = errors.New("not a regular file or a block device")
 				}
 				return usageError{fmt.Errorf("image %s: %w", image, err)}
 			}
