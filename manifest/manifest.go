@@ -12,12 +12,16 @@
 package manifest
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -305,6 +309,59 @@ func parseVersion(v string) (major, minor int, err error) {
 
 func isDigits(s string) bool {
 	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// Sum is one line of SHA256SUMS.
+type Sum struct {
+	File   string // slash-separated, relative to the directory, cleaned
+	SHA256 string // lower-case hex
+	Line   int
+}
+
+// SumsProblem is a line of SHA256SUMS that is not one: its number, and what is wrong.
+type SumsProblem struct {
+	Line int
+	Msg  string
+}
+
+// ParseSums reads SHA256SUMS as WriteSums writes it and `sha256sum -c` reads it: a line
+// "HASH  PATH" per file (or "HASH *PATH", sha256sum's binary mode). A line that is not one, a
+// path that would leave the directory and a path listed twice are problems, each reported and
+// left out; the lines that are come back in order. The error is the reader's.
+func ParseSums(r io.Reader) ([]Sum, []SumsProblem, error) {
+	var out []Sum
+	var bad []SumsProblem
+	seen := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		hash, file, ok := strings.Cut(line, " ")
+		if ok && (strings.HasPrefix(file, " ") || strings.HasPrefix(file, "*")) {
+			file = file[1:]
+		} else {
+			ok = false
+		}
+		if _, err := hex.DecodeString(hash); !ok || err != nil || len(hash) != 64 || file == "" {
+			bad = append(bad, SumsProblem{n, fmt.Sprintf("want \"SHA256  PATH\", got %q", line)})
+			continue
+		}
+		if !filepath.IsLocal(filepath.FromSlash(file)) || strings.Contains(file, "\\") {
+			bad = append(bad, SumsProblem{n, fmt.Sprintf("%q is not a path inside the directory", file)})
+			continue
+		}
+		file = path.Clean(file)
+		if first, dup := seen[file]; dup {
+			bad = append(bad, SumsProblem{n, fmt.Sprintf("%s is listed twice (first on line %d)", file, first)})
+			continue
+		}
+		seen[file] = n
+		out = append(out, Sum{File: file, SHA256: strings.ToLower(hash), Line: n})
+	}
+	return out, bad, sc.Err()
 }
 
 // WriteSums writes the SHA256SUMS sidecar for files, in the form `sha256sum -c` checks: one

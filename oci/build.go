@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -247,34 +246,16 @@ func readSums(p string) (map[string]string, error) {
 }
 
 func parseSums(r io.Reader, name string) (map[string]string, error) {
-	out := map[string]string{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		hash, rest, ok := strings.Cut(line, " ")
-		if ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "*")) {
-			rest = rest[1:]
-		} else {
-			ok = false
-		}
-		if _, err := hex.DecodeString(hash); !ok || err != nil || len(hash) != 64 || rest == "" {
-			return nil, fmt.Errorf("%s:%d: want \"SHA256  PATH\", got %q", name, n, line)
-		}
-		if !filepath.IsLocal(filepath.FromSlash(rest)) || strings.Contains(rest, "\\") {
-			return nil, fmt.Errorf("%s:%d: %q is not a path inside the directory", name, n, rest)
-		}
-		rest = path.Clean(rest)
-		if _, dup := out[rest]; dup {
-			return nil, fmt.Errorf("%s:%d: %s is listed twice", name, n, rest)
-		}
-		out[rest] = strings.ToLower(hash)
+	list, bad, err := manifest.ParseSums(r)
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("%s:%d: %s", name, bad[0].Line, bad[0].Msg)
 	}
-	if err := sc.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	out := make(map[string]string, len(list))
+	for _, s := range list {
+		out[s.File] = s.SHA256
 	}
 	return out, nil
 }

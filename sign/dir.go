@@ -1,7 +1,6 @@
 package sign
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -165,52 +164,17 @@ func (r *Report) checkSignatures(dir string, root *os.Root, pub minisign.PublicK
 	return nil
 }
 
-// sum is one line of SHA256SUMS.
-type sum struct {
-	file   string // slash-separated, relative to the directory
-	sha256 string
-	line   int
-}
-
-// parseSums reads SHA256SUMS as manifest.WriteSums writes it and `sha256sum -c` reads it: a line
-// "HASH  PATH" per file (or "HASH *PATH", sha256sum's binary mode). Each line that is not one,
-// and each path that would leave the directory, is a problem; the lines that are come back.
-func (r *Report) parseSums(data io.Reader) []sum {
-	var out []sum
-	seen := map[string]int{}
-	sc := bufio.NewScanner(data)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		hash, file, ok := strings.Cut(line, " ")
-		if ok && (strings.HasPrefix(file, " ") || strings.HasPrefix(file, "*")) {
-			file = file[1:]
-		} else {
-			ok = false
-		}
-		if !ok || !isSHA256(hash) || file == "" {
-			r.problem(fmt.Errorf("%s:%d: %w: want \"SHA256  PATH\", got %q", SumsFile, n, ErrMalformed, line))
-			continue
-		}
-		if !filepath.IsLocal(filepath.FromSlash(file)) || strings.Contains(file, "\\") {
-			r.problem(fmt.Errorf("%s:%d: %w: %q is not a path inside the directory", SumsFile, n, ErrMalformed, file))
-			continue
-		}
-		file = path.Clean(file)
-		if first, dup := seen[file]; dup {
-			r.problem(fmt.Errorf("%s:%d: %w: %s is listed twice (first on line %d)", SumsFile, n, ErrMalformed, file, first))
-			continue
-		}
-		seen[file] = n
-		out = append(out, sum{file: file, sha256: strings.ToLower(hash), line: n})
+// parseSums reads SHA256SUMS (manifest.ParseSums): each line that is not one is a problem; the
+// lines that are come back.
+func (r *Report) parseSums(data io.Reader) []manifest.Sum {
+	list, bad, err := manifest.ParseSums(data)
+	for _, p := range bad {
+		r.problem(fmt.Errorf("%s:%d: %w: %s", SumsFile, p.Line, ErrMalformed, p.Msg))
 	}
-	if err := sc.Err(); err != nil {
+	if err != nil {
 		r.problem(fmt.Errorf("%s: %w: %w", SumsFile, ErrMalformed, err))
 	}
-	return out
+	return list
 }
 
 // checkSums hashes every file SHA256SUMS lists and compares. It returns the sums by file, nil if
@@ -234,17 +198,17 @@ func (r *Report) checkSums(ctx context.Context, root *os.Root) (map[string]strin
 	g.SetLimit(max(2, runtime.NumCPU()))
 	for i, s := range list {
 		g.Go(func() error {
-			got, n, err := hashFile(gctx, root, s.file)
+			got, n, err := hashFile(gctx, root, s.File)
 			sizes[i] = n
 			switch {
 			case gctx.Err() != nil:
 				return gctx.Err()
 			case errors.Is(err, fs.ErrNotExist):
-				problems[i] = fmt.Errorf("%s: %w: %s lists it (line %d)", s.file, ErrMissing, SumsFile, s.line)
+				problems[i] = fmt.Errorf("%s: %w: %s lists it (line %d)", s.File, ErrMissing, SumsFile, s.Line)
 			case err != nil:
-				problems[i] = fmt.Errorf("%s: %w", s.file, err)
-			case got != s.sha256:
-				problems[i] = fmt.Errorf("%s: %w: %s lists sha256 %s, the file has %s: it changed after the build", s.file, ErrTampered, SumsFile, s.sha256, got)
+				problems[i] = fmt.Errorf("%s: %w", s.File, err)
+			case got != s.SHA256:
+				problems[i] = fmt.Errorf("%s: %w: %s lists sha256 %s, the file has %s: it changed after the build", s.File, ErrTampered, SumsFile, s.SHA256, got)
 			}
 			return nil
 		})
@@ -254,7 +218,7 @@ func (r *Report) checkSums(ctx context.Context, root *os.Root) (map[string]strin
 	}
 	out := make(map[string]string, len(list))
 	for i, s := range list {
-		out[s.file] = s.sha256
+		out[s.File] = s.SHA256
 		r.SummedBytes += sizes[i]
 		if problems[i] != nil {
 			r.problem(problems[i])
