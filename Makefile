@@ -11,7 +11,7 @@ GOTEST_TIMEOUT ?= 40m
 APT_RUNTIME := qemu-system-x86 qemu-utils ovmf seabios
 APT_GUESTS := debootstrap mtools dosfstools gdisk fdisk e2fsprogs grub-pc-bin grub-efi-amd64-bin grub-common \
 	xorriso zstd cpio curl
-APT_TEST := openssh-client cloud-init bmap-tools libvirt-daemon-system prometheus xz-utils tmux
+APT_TEST := openssh-client cloud-init bmap-tools libvirt-daemon-system prometheus xz-utils tmux docker-registry skopeo
 
 .PHONY: demo test build deps deps-test guests libvirtd vet clean
 # The demo bakes the test cloud image (built here from Debian packages: no network image needed)
