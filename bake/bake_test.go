@@ -185,7 +185,7 @@ outputs:
 	// its own between connect and inventory, listed in steps and again in provisioners.
 	if len(m.Provisioners) != 9 || m.Provisioners[8].Step != "provision[8] file" || !strings.HasPrefix(m.Provisioners[8].At, filepath.Join(dir, "recipe.yaml")+":") {
 		t.Errorf("manifest provisioners = %+v, want 9 with their recipe positions", m.Provisioners)
-	} else if len(m.Steps) != 21 || !slices.Equal(m.Steps[5:14], m.Provisioners) || m.Steps[14].Step != "inventory" {
+	} else if len(m.Steps) != 22 || !slices.Equal(m.Steps[5:14], m.Provisioners) || m.Steps[14].Step != "inventory" {
 		t.Errorf("manifest steps = %+v, want the 9 provisioners between connect and inventory", m.Steps)
 	}
 	// The download step's file is listed with its hash, and SHA256SUMS (checked below) covers it.

@@ -105,6 +105,7 @@ const scanDir = "/run/ingot-scan"
 // The values are removed before it ends; /run is gone at power-off anyway.
 const scanScript = `set -u
 export LC_ALL=C
+t0=$(date +%s%N)
 d=` + scanDir + `
 cd /
 since=$1
@@ -138,7 +139,7 @@ tr '\n' '\0' < "$d/files" | xargs -0 -r grep -l -E -f "$d/patterns" -- 2>/dev/nu
 done
 rm -f "$d/in" "$d/all" "$d"/s.* "$d"/name.*
 chmod 0755 "$d"; chmod 0644 "$d/found"
-echo "secret scan: $(wc -l < "$d/files") files the build wrote, $(wc -l < "$d/found") findings" >&2
+echo "secret scan: $(wc -l < "$d/files") files the build wrote, $(wc -l < "$d/found") findings, in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
 `
 
 // scanPrologue starts the generalize command when the build scans: it keeps the needles the
