@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the cache directory of a test guest, building it first when it is missing.
 #
-# Usage: ensure.sh cloud|installer
+# Usage: ensure.sh cloud|installer|arm64
 #
 # Guests are cached outside the clone, under ${XDG_CACHE_HOME:-~/.cache}/ingot/testdata/NAME-HASH,
 # where HASH covers every file the build reads, so editing a build script rebuilds its guest (and the
@@ -12,11 +12,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-name=${1:?usage: ensure.sh cloud|installer}
+name=${1:?usage: ensure.sh cloud|installer|arm64}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/ingot/testdata
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 key_cloud() { hash_of "$here/lib.sh" "$here/cloud-image.sh"; }
+key_arm64() { hash_of "$here/lib.sh" "$here/cloud-image-arm64.sh"; }
 key_installer() {
 	{
 		key_cloud
@@ -27,7 +28,8 @@ key_installer() {
 case "$name" in
 cloud) key=$(key_cloud) builder=$here/cloud-image.sh ;;
 installer) key=$(key_installer) builder=$here/installer-iso.sh ;;
-*) die "unknown guest '$name'; known: cloud, installer" ;;
+arm64) key=$(key_arm64) builder=$here/cloud-image-arm64.sh ;;
+*) die "unknown guest '$name'; known: cloud, installer, arm64" ;;
 esac
 
 dir=$cache/$name-$key
