@@ -25,7 +25,8 @@ import (
 // The leaky build hands a step two secrets in its environment and a key on its stdin; the step
 // traces itself (set -x) and writes a secret to the console, so the values pass through the
 // streamed output and the console capture. It writes one secret to a file and deletes it without
-// scrubbing, beside a live file in the same cluster, leaves the other in a file, and writes AWS's
+// scrubbing, among live files (so that its block shares a 64 KiB cluster with live ones, which
+// generalize's trim cannot discard: a lone freed cluster it does), leaves the other in a file, and writes AWS's
 // documented example key: the scan fails the build naming all three, nothing is published, and no
 // value is in ingot's output or in the kept work dir's logs.
 //
@@ -92,8 +93,9 @@ provision:
         set -x
         echo "deploy key sha256: $(sha256sum | cut -d' ' -f1)"
         mkdir -p /etc/app
+        for i in $(seq 16); do echo "setting$i=1" > /etc/app/a$i.conf; done
         printf '%%s\n' "$TOKEN" > /etc/app/token
-        printf 'setting=1\n' > /etc/app/app.conf
+        for i in $(seq 16); do echo "setting$i=1" > /etc/app/b$i.conf; done
         printf 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n' > /etc/app/aws.conf
         sync
         echo "on the console: $TOKEN" > /dev/console
@@ -269,6 +271,46 @@ outputs: [ { format: qcow2 }, { format: raw, compress: zstd, bmap: true, shrink:
 	f.Close()
 	if o, code := run(bin, "verify", built, "--pubkey", pub); code != 1 || !strings.Contains(o, "signed.qcow2") {
 		t.Errorf("ingot verify of a changed output exited %d, want 1 naming it:\n%s", code, o)
+	}
+	// SHA256SUMS edited to match the changed output: its signature no longer holds.
+	sums := filepath.Join(built, "SHA256SUMS")
+	text, err := os.ReadFile(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcow, err := os.ReadFile(filepath.Join(built, "signed.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSum := sha256.Sum256(qcow)
+	var edited []string
+	for line := range strings.Lines(string(text)) {
+		if strings.HasSuffix(strings.TrimSpace(line), "  signed.qcow2") {
+			line = hex.EncodeToString(newSum[:]) + "  signed.qcow2\n"
+		}
+		edited = append(edited, line)
+	}
+	if err := os.WriteFile(sums, []byte(strings.Join(edited, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o, code := run(bin, "verify", built, "--pubkey", pub); code != 1 || !strings.Contains(o, "SHA256SUMS") || !strings.Contains(o, "signature") {
+		t.Errorf("ingot verify of an edited SHA256SUMS exited %d, want 1 naming its signature:\n%s", code, o)
+	}
+	// Everything signed again, with another key: not the key verify is given.
+	pub2, sec2 := filepath.Join(dir, "other.pub"), filepath.Join(dir, "other.sec")
+	if o, code := run("minisign", "-G", "-W", "-p", pub2, "-s", sec2); code != 0 {
+		t.Fatalf("minisign -G: %s", o)
+	}
+	for _, f := range []string{"SHA256SUMS", "manifest.json", "sbom.spdx.json", "sbom.cdx.json"} {
+		if o, code := run("minisign", "-S", "-W", "-s", sec2, "-m", filepath.Join(built, f), "-x", filepath.Join(built, f+".minisig")); code != 0 {
+			t.Fatalf("minisign -S %s: %s", f, o)
+		}
+	}
+	if o, code := run(bin, "verify", built, "--pubkey", pub); code != 1 || !strings.Contains(o, "signed by another key") {
+		t.Errorf("ingot verify of signatures from another key exited %d, want 1:\n%s", code, o)
+	}
+	if o, code := run(bin, "verify", built, "--pubkey", pub2); code != 1 {
+		t.Errorf("ingot verify with the other key exited %d, want 1 for the provenance the first key signed:\n%s", code, o)
 	}
 }
 
