@@ -19,7 +19,6 @@ type Finder struct {
 	end     int64
 	hits    map[string]*Hit
 	order   []string
-	scanned int64
 }
 
 // NewFinder makes a Finder for s's needles.
@@ -33,7 +32,6 @@ func NewFinder(s *Set) *Finder {
 
 // Write looks at p, which starts at offset off. Offsets must not go backwards.
 func (f *Finder) Write(off int64, p []byte) {
-	f.scanned += int64(len(p))
 	if len(f.tail) > 0 && off == f.end {
 		// Matches that start in the carried tail and end in p: the rest of each side is
 		// searched on its own.
@@ -85,6 +83,3 @@ func (f *Finder) Hits() []Hit {
 	}
 	return out
 }
-
-// Scanned is how many bytes Write was given.
-func (f *Finder) Scanned() int64 { return f.scanned }

@@ -95,18 +95,6 @@ func (s *Set) Value(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// Names lists the secrets' names, in the order they were given.
-func (s *Set) Names() []string {
-	if s == nil {
-		return nil
-	}
-	names := make([]string, len(s.secrets))
-	for i, sec := range s.secrets {
-		names[i] = sec.Name
-	}
-	return names
-}
-
 // Mask replaces every secret's value in text with [secret NAME].
 func (s *Set) Mask(text string) string {
 	if s == nil || len(s.pieces) == 0 {
