@@ -300,6 +300,7 @@ func (r *Recipe) bootCanonical() (object, error) {
 		"v":      canonVersion,
 		"source": src,
 		"machine": object{
+			"arch":       r.Machine.Arch,
 			"cpus":       r.Machine.CPUs,
 			"memory_mib": r.Machine.MemoryMiB,
 			"disk_bytes": r.Machine.DiskBytes,

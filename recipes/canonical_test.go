@@ -71,6 +71,7 @@ var canonicalDecisions = map[string]string{
 	"ImageSource.Name": inBoot,
 	"ImageSource.Pos":  ignoredPos,
 
+	"Machine.Arch":      inBoot,
 	"Machine.CPUs":      inBoot,
 	"Machine.MemoryMiB": inBoot,
 	"Machine.DiskBytes": inBoot,
@@ -827,7 +828,7 @@ func TestCanonicalEncoding(t *testing.T) {
 
 	r := &Recipe{
 		Source:  Source{Image: &ImageSource{Name: "base"}},
-		Machine: Machine{CPUs: 1, MemoryMiB: 512, Firmware: "bios"},
+		Machine: Machine{Arch: "x86_64", CPUs: 1, MemoryMiB: 512, Firmware: "bios"},
 		CloudInit: CloudInit{UserData: map[string]any{
 			"i": int64(1), "f": 1.0, "g": 2.5, "e": 1e21, "z": math.Copysign(0, -1), "nan": math.NaN(), "inf": math.Inf(1), "ninf": math.Inf(-1),
 			"u": uint64(math.MaxUint64), "s": "1", "l": []any{nil, true, false}, "m": map[string]any{"b": "", "a": map[string]any{}},
@@ -839,7 +840,7 @@ func TestCanonicalEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = `{"cloud_init":{"network_config":{},"seed_format":"iso","user_data":{"e":1e+21,"f":1.0,"g":2.5,"i":1,"inf":Infinity,"l":[null,true,false],"m":{"a":{},"b":""},"nan":NaN,"ninf":-Infinity,"s":"1","u":18446744073709551615,"z":-0.0}},` +
-		`"machine":{"cpus":1,"disk_bytes":0,"firmware":"bios","memory_mib":512,"qemu_args":[]},"source":{"image":{"name":"base"}},"ssh":{"user":"ingot"},"v":1}`
+		`"machine":{"arch":"x86_64","cpus":1,"disk_bytes":0,"firmware":"bios","memory_mib":512,"qemu_args":[]},"source":{"image":{"name":"base"}},"ssh":{"user":"ingot"},"v":1}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -32,7 +32,7 @@ func TestCatalogLists(t *testing.T) {
 			t.Errorf("%s has no description", e.Name)
 		}
 	}
-	for _, want := range []string{"debian-12", "debian-13", "ubuntu-24.04", "ubuntu-24.04-server-iso", "demo"} {
+	for _, want := range []string{"debian-12", "debian-12-arm64", "debian-13", "ubuntu-24.04", "ubuntu-24.04-server-iso", "demo"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("catalogue %v lacks %s", names, want)
 		}
@@ -42,6 +42,11 @@ func TestCatalogLists(t *testing.T) {
 	}
 	if e, ok := Lookup("debian-13"); !ok || !strings.Contains(e.Description, "trixie") {
 		t.Errorf("Lookup(debian-13) = %+v, %v", e, ok)
+	}
+	if r, err := LoadCatalog("debian-12-arm64", nil, nil); err != nil {
+		t.Errorf("debian-12-arm64: %v", err)
+	} else if r.Machine.Arch != ArchAArch64 || !strings.Contains(r.Source.Disk.URL, "genericcloud-arm64") {
+		t.Errorf("debian-12-arm64 builds %s from %s", r.Machine.Arch, r.Source.Disk.URL)
 	}
 }
 
@@ -157,7 +162,7 @@ func TestResolve(t *testing.T) {
 		{arg: "./debian-12", wantErr: "read recipe: open ./debian-12"},   // a path: never the catalogue
 		{arg: "missing.yaml", wantErr: "read recipe: open missing.yaml"}, // a path that does not exist
 		{arg: "debian12", wantErr: `debian12: no such recipe file and no built-in recipe of that name; did you mean "debian-12"?`},
-		{arg: "fedora", wantErr: "(built-in: debian-12, debian-13, demo, "},
+		{arg: "fedora", wantErr: "(built-in: debian-12, debian-12-arm64, debian-13, demo, "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.arg, func(t *testing.T) {

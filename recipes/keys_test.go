@@ -101,6 +101,7 @@ func TestEveryKeyIsDecoded(t *testing.T) {
 		"outputs[0].bmap":              true,
 		"outputs[0].shrink":            "minimal",
 		"test.boot":                    "all",
+		"machine.arch":                 "aarch64",
 		"drift.fail_on":                []any{"packages.changed>0"},
 		"drift.ignore":                 []any{"/opt/app/cache/**"},
 		"test.firmware":                []any{"bios", "uefi"},

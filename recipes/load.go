@@ -282,7 +282,7 @@ func (d *decoder) decode(data []byte, vars map[string]string, env []string) *Rec
 	r.Provision = d.provision(top)
 	r.Generalize = d.generalize(top)
 	r.Outputs = d.outputs(top)
-	r.Test = d.test(top)
+	r.Test = d.test(top, r.Machine.Arch)
 	r.Tests = d.checks(top)
 	r.Drift = d.drift(top)
 	r.Secrets = d.secrets(top)

@@ -59,7 +59,7 @@ func TestLoadValid(t *testing.T) {
 			name: "defaults",
 			yaml: minimal,
 			check: func(t *testing.T, r *Recipe) {
-				want := Machine{CPUs: 2, MemoryMiB: 2048, Firmware: "uefi", Accel: "auto", Driver: "qemu", Pos: Pos{File: r.File, Line: 1, Col: 1}}
+				want := Machine{Arch: HostArch(), CPUs: 2, MemoryMiB: 2048, Firmware: "uefi", Accel: "auto", Driver: "qemu", Pos: Pos{File: r.File, Line: 1, Col: 1}}
 				if !reflect.DeepEqual(r.Machine, want) {
 					t.Errorf("machine = %+v, want %+v", r.Machine, want)
 				}

@@ -138,8 +138,11 @@ type ImageSource struct {
 
 // Machine is the build machine.
 type Machine struct {
-	CPUs      int `yaml:"cpus"`
-	MemoryMiB int `yaml:"memory"`
+	// Arch is the guest's architecture as QEMU names it: x86_64 or aarch64. The default is the
+	// host's, the one KVM can run.
+	Arch      string `yaml:"arch"`
+	CPUs      int    `yaml:"cpus"`
+	MemoryMiB int    `yaml:"memory"`
 	// DiskBytes is the build disk's virtual size. Zero for disk and image sources means the
 	// source's own size; the disk is never made smaller than the source.
 	DiskBytes int64 `yaml:"disk"`

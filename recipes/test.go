@@ -63,7 +63,7 @@ func BuiltinChecks() []string {
 func testBoots() []string { return []string{TestBootFirst, TestBootAll, TestBootNone} }
 
 // test reads test:, a mapping with boot and firmware, both optional.
-func (d *decoder) test(top *fields) Test {
+func (d *decoder) test(top *fields, arch string) Test {
 	t := Test{Boot: TestBootFirst, Pos: top.at}
 	n, ok := top.get("test")
 	if !ok {
@@ -96,6 +96,10 @@ func (d *decoder) test(top *fields) Test {
 			ip := fmt.Sprintf("%s[%d]", p, i)
 			v, ok := d.enum(ip, item, firmwareKinds()...)
 			if !ok {
+				continue
+			}
+			if why := firmwareFor(arch, v); why != "" {
+				d.errorf(d.at(d.resolve(ip, item)), ip, why, "%q cannot boot an %s machine", v, arch)
 				continue
 			}
 			if slices.Contains(t.Firmware, v) {
