@@ -21,8 +21,8 @@ type Spec struct {
 	// WorkDir is a private (0700) directory the caller owns and removes: the QMP socket, the
 	// console log and the UEFI vars copy are made here.
 	WorkDir   string
-	Arch      string // default x86_64
-	Machine   string // QEMU machine type; default q35
+	Arch      string // x86_64 (default) or aarch64, as QEMU names them (qemu-system-ARCH)
+	Machine   string // QEMU machine type; default q35 for x86_64, virt for aarch64
 	CPUs      int    // default 2
 	MemoryMiB int    // default 2048
 	Accel     Accel  // AccelAuto (default), AccelKVM or AccelTCG
@@ -60,7 +60,8 @@ type Disk struct {
 	Path   string
 	Format string // qcow2, raw, …
 	// Interface: virtio (default for disks), scsi (virtio-scsi), sata (q35's AHCI; the default
-	// for CD-ROMs, as firmware and installers expect), nvme.
+	// for CD-ROMs on x86_64, as firmware and installers expect), nvme. aarch64's virt machine
+	// has no SATA controller: its CD-ROMs default to scsi.
 	Interface string
 	CDROM     bool
 	ReadOnly  bool
@@ -183,13 +184,23 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
+// DefaultMachine is the QEMU machine type a guest of arch runs on: q35 for x86_64 (PCIe, AHCI,
+// what OVMF and SeaBIOS both boot), virt for aarch64 (the machine AAVMF and Arm's SystemReady
+// VM profile are made for).
+func DefaultMachine(arch string) string {
+	if arch == "aarch64" {
+		return "virt"
+	}
+	return "q35"
+}
+
 // WithDefaults fills in the defaults documented on Spec.
 func (s Spec) WithDefaults() Spec {
 	if s.Arch == "" {
 		s.Arch = "x86_64"
 	}
 	if s.Machine == "" {
-		s.Machine = "q35"
+		s.Machine = DefaultMachine(s.Arch)
 	}
 	if s.CPUs == 0 {
 		s.CPUs = 2
@@ -212,6 +223,9 @@ func (s Spec) WithDefaults() Spec {
 			d.Interface = "virtio"
 			if d.CDROM {
 				d.Interface = "sata"
+				if s.Arch != "x86_64" {
+					d.Interface = "scsi"
+				}
 			}
 		}
 		if d.Format == "" && d.CDROM {
@@ -226,6 +240,11 @@ func (s Spec) Validate() error {
 	var errs []error
 	if s.WorkDir == "" {
 		errs = append(errs, errors.New("no work directory"))
+	}
+	switch s.Arch {
+	case "x86_64", "aarch64":
+	default:
+		errs = append(errs, fmt.Errorf("arch %q: want x86_64 or aarch64", s.Arch))
 	}
 	if s.CPUs < 1 {
 		errs = append(errs, fmt.Errorf("cpus %d: need at least 1", s.CPUs))
@@ -250,6 +269,9 @@ func (s Spec) Validate() error {
 		case "virtio", "scsi", "sata", "nvme":
 		default:
 			errs = append(errs, fmt.Errorf("disk %d (%s): interface %q: want virtio, scsi, sata or nvme", i, d.Path, d.Interface))
+		}
+		if d.Interface == "sata" && s.Arch != "x86_64" {
+			errs = append(errs, fmt.Errorf("disk %d (%s): a %s machine has no SATA controller; use scsi or virtio", i, d.Path, s.Arch))
 		}
 		if d.CDROM && (d.Interface == "virtio" || d.Interface == "nvme") {
 			errs = append(errs, fmt.Errorf("disk %d (%s): a CD-ROM needs the sata or scsi interface", i, d.Path))

@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,6 +37,33 @@ func TestUntilStopped(t *testing.T) {
 			}
 			if got := context.Cause(ctx); !errors.Is(got, tt.wantCause) {
 				t.Errorf("cause = %v, want %v", got, tt.wantCause)
+			}
+		})
+	}
+}
+
+func TestSpecArch(t *testing.T) {
+	tests := []struct {
+		name        string
+		spec        Spec
+		wantMachine string
+		wantCD      string // the CD-ROM's interface after defaults
+		wantErr     string
+	}{
+		{"x86_64 by default", Spec{WorkDir: "/w", Disks: []Disk{{Path: "a.iso", CDROM: true}}}, "q35", "sata", ""},
+		{"aarch64", Spec{WorkDir: "/w", Arch: "aarch64", Disks: []Disk{{Path: "a.iso", CDROM: true}}}, "virt", "scsi", ""},
+		{"aarch64 has no SATA", Spec{WorkDir: "/w", Arch: "aarch64", Disks: []Disk{{Path: "a.iso", CDROM: true, Interface: "sata"}}}, "virt", "sata", "no SATA controller"},
+		{"an unknown arch", Spec{WorkDir: "/w", Arch: "riscv64", Disks: []Disk{{Path: "a.iso", CDROM: true, Interface: "scsi"}}}, "q35", "scsi", `arch "riscv64"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.spec.WithDefaults()
+			if s.Machine != tt.wantMachine || s.Disks[0].Interface != tt.wantCD {
+				t.Errorf("machine %s, CD-ROM on %s; want %s, %s", s.Machine, s.Disks[0].Interface, tt.wantMachine, tt.wantCD)
+			}
+			err := s.Validate()
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Validate() = %v, want %q", err, tt.wantErr)
 			}
 		})
 	}

@@ -173,6 +173,10 @@ func (d *Driver) Start(ctx context.Context, spec hypervisor.Spec) (hypervisor.Ma
 		// Its machines are not Checkpointers: booting instead would pass for a restore.
 		return nil, fmt.Errorf("start %s from the checkpoint %s: %w", spec.Name, spec.Incoming, hypervisor.ErrNotSupported)
 	}
+	if a := spec.WithDefaults().Arch; a != "x86_64" {
+		// Its domain XML (devices, console, firmware) is written for q35 only.
+		return nil, fmt.Errorf("start %s: an %s machine: %w (the libvirt driver builds x86_64 guests; use the qemu driver)", spec.Name, a, hypervisor.ErrNotSupported)
+	}
 	m, err := d.start(ctx, spec)
 	if err != nil {
 		return nil, err

@@ -29,14 +29,25 @@ type launch struct {
 //     port at bind time, read back over QMP, so concurrent builds never collide.
 //   - pvpanic with -action panic=pause (QEMU ≥ 6.0): a kernel panic becomes a GUEST_PANICKED
 //     event, and the guest stays for its console to be read.
+//   - aarch64 runs on virt with gic-version=max (GICv3 under TCG and on most KVM hosts, so more
+//     than eight vCPUs work), no VGA (AAVMF would put its console on a framebuffer no one reads,
+//     instead of the serial port), and the PCI pvpanic device (virt has no ISA bus).
 //   - a restore (Spec.Incoming) adds -incoming defer: QEMU builds the machine and waits for
 //     migrate-incoming over QMP (restore.go), so the migration parameters and the stream's
 //     source are given after QMP is up, not on the command line.
 func (l launch) argv() []string {
 	s := l.spec
+	arm := s.Arch == "aarch64"
 	machine := s.Machine
+	if arm {
+		machine += ",gic-version=max"
+	}
 	for _, o := range l.machineOpt {
 		machine += "," + o
+	}
+	vga, pvpanic := []string{"-vga", "std"}, "pvpanic"
+	if arm {
+		vga, pvpanic = nil, "pvpanic-pci"
 	}
 	a := []string{
 		"-name", s.Name + ",process=ingot-" + s.Name,
@@ -46,16 +57,19 @@ func (l launch) argv() []string {
 		"-cpu", l.accel.CPU,
 		"-smp", fmt.Sprint(s.CPUs),
 		"-m", fmt.Sprintf("%dM", s.MemoryMiB),
-		"-display", "none", "-vga", "std",
+		"-display", "none",
+	}
+	a = append(a, vga...)
+	a = append(a,
 		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", l.qmpFD),
 		"-mon", "chardev=qmp,mode=control",
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
-		"-device", "pvpanic",
+		"-device", pvpanic,
 		"-action", "panic=pause",
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:0-:%d", s.GuestSSHPort),
 		"-device", "virtio-net-pci,netdev=net0",
-	}
+	)
 	a = append(a, l.firmware...)
 	a = append(a, diskArgs(s)...)
 	if s.Kernel != "" {

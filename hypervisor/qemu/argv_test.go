@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -65,5 +66,49 @@ func TestParseVersion(t *testing.T) {
 	}
 	if _, err := parseVersion("x", []byte("garbage")); err == nil {
 		t.Error("no error for garbage")
+	}
+}
+
+// An aarch64 machine: virt with GICv3, no VGA, the PCI pvpanic, and its CD-ROM on virtio-scsi
+// (virt has no SATA controller).
+func TestArgvAArch64(t *testing.T) {
+	spec := hypervisor.Spec{
+		Name: "edge", WorkDir: "/w", Arch: "aarch64",
+		Disks: []hypervisor.Disk{
+			{Path: "/w/disk.qcow2", Format: "qcow2", BootIndex: 1},
+			{Path: "/c/installer.iso", CDROM: true},
+		},
+	}.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	fw := []string{"-drive", "if=pflash,format=raw,unit=0,file=/fw/AAVMF_CODE.fd,readonly=on", "-drive", "if=pflash,format=qcow2,unit=1,file=/w/vars.qcow2"}
+	l := launch{spec: spec, accel: Accel{Name: hypervisor.AccelTCG, CPU: tcgCPU("aarch64")}, firmware: fw, qmpFD: 3}
+	got := execx.Quote(l.argv())
+	want := strings.Join([]string{
+		"-name edge,process=ingot-edge -nodefaults -no-user-config -machine virt,gic-version=max -accel tcg -cpu max,pauth-impdef=on -smp 2 -m 2048M",
+		"-display none -chardev socket,id=qmp,fd=3,server=on,wait=off -mon chardev=qmp,mode=control",
+		"-chardev stdio,id=console,signal=off -serial chardev:console -device pvpanic-pci -action panic=pause",
+		"-netdev user,id=net0,hostfwd=tcp:127.0.0.1:0-:22 -device virtio-net-pci,netdev=net0",
+		"-drive if=pflash,format=raw,unit=0,file=/fw/AAVMF_CODE.fd,readonly=on -drive if=pflash,format=qcow2,unit=1,file=/w/vars.qcow2",
+		"-drive if=none,id=drive0,file=/w/disk.qcow2,format=qcow2 -device virtio-blk-pci,drive=drive0,bootindex=1",
+		"-drive if=none,id=drive1,file=/c/installer.iso,format=raw,readonly=on,media=cdrom -device virtio-scsi-pci,id=scsi0 -device scsi-cd,bus=scsi0.0,drive=drive1",
+	}, " ")
+	if got != want {
+		t.Errorf("argv differs\n got: %s\nwant: %s", got, want)
+	}
+}
+
+func TestChooseAccelForeignArch(t *testing.T) {
+	foreign := map[string]string{"x86_64": "aarch64", "aarch64": "x86_64"}[hostArch()]
+	if foreign == "" {
+		t.Skipf("no foreign architecture defined for a %s host", hostArch())
+	}
+	a := ChooseAccel(context.Background(), "/nonexistent/qemu", foreign, hypervisor.AccelAuto)
+	if a.Name != hypervisor.AccelTCG || !a.Fallback || !strings.Contains(a.Reason, "host's own architecture") {
+		t.Errorf("ChooseAccel(%s) on %s = %+v; want a loud TCG fallback that says why", foreign, hostArch(), a)
+	}
+	if a.CPU != tcgCPU(foreign) {
+		t.Errorf("cpu %q, want %q", a.CPU, tcgCPU(foreign))
 	}
 }

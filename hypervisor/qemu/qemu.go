@@ -34,8 +34,8 @@ type Driver struct {
 	shutdownTimeout time.Duration
 	keyInterval     time.Duration
 
-	accelOnce sync.Once // the KVM probe runs once per Driver, not per machine
-	autoAccel Accel
+	accelMu   sync.Mutex // the KVM probe runs once per Driver and architecture, not per machine
+	autoAccel map[string]Accel
 
 	binMu sync.Mutex // qemu-system-* lookups (an exec each) are done once per Driver
 	bins  map[string]Binary
@@ -109,7 +109,7 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec) (*Machine, err
 	if err != nil {
 		return nil, err
 	}
-	accel := d.accel(ctx, bin.Path, spec.Accel)
+	accel := d.accel(ctx, bin.Path, spec.Arch, spec.Accel)
 
 	fw, err := d.finder.Select(spec.Firmware, spec.Arch, spec.Machine)
 	if err != nil {
@@ -232,18 +232,26 @@ func (d *Driver) binary(ctx context.Context, arch string) (Binary, error) {
 	return b, nil
 }
 
-// accel resolves the accelerator, probing KVM once per driver and warning once on fallback.
-func (d *Driver) accel(ctx context.Context, bin string, want hypervisor.Accel) Accel {
+// accel resolves the accelerator, probing KVM once per driver and architecture and warning once
+// on fallback.
+func (d *Driver) accel(ctx context.Context, bin, arch string, want hypervisor.Accel) Accel {
 	if want != hypervisor.AccelAuto {
-		return ChooseAccel(ctx, bin, want)
+		return ChooseAccel(ctx, bin, arch, want)
 	}
-	d.accelOnce.Do(func() {
-		d.autoAccel = ChooseAccel(ctx, bin, want)
-		if d.autoAccel.Fallback {
-			d.logger.Warn(d.autoAccel.Reason)
-		}
-	})
-	return d.autoAccel
+	d.accelMu.Lock()
+	defer d.accelMu.Unlock()
+	if a, ok := d.autoAccel[arch]; ok {
+		return a
+	}
+	a := ChooseAccel(ctx, bin, arch, want)
+	if a.Fallback {
+		d.logger.Warn(a.Reason, "arch", arch)
+	}
+	if d.autoAccel == nil {
+		d.autoAccel = map[string]Accel{}
+	}
+	d.autoAccel[arch] = a
+	return a
 }
 
 // socketPath keeps a unix socket path under the 108-byte sun_path limit: a deep work dir gets a
