@@ -45,6 +45,11 @@ func outputSpecs(r *recipes.Recipe) ([]disk.OutputSpec, error) {
 			errs = append(errs, fmt.Errorf("%s: outputs[%d]: %w", o.Pos, i, err))
 			continue
 		}
+		if o.Format == "ova" && r.Machine.Arch == recipes.ArchAArch64 {
+			// disk.OVF describes x86 virtual hardware; an importer would make an x86 VM.
+			errs = append(errs, fmt.Errorf("%s: outputs[%d]: an OVA describes an x86_64 virtual machine, and this recipe builds aarch64; write qcow2, vmdk, vhdx or raw", o.Pos, i))
+			continue
+		}
 		specs = append(specs, spec)
 		at = append(at, i)
 	}
@@ -218,7 +223,7 @@ func hashTree(ctx context.Context, dir, rel string) ([]manifest.File, error) {
 func (b *build) record(ctx context.Context) error {
 	m := &manifest.Manifest{
 		Name: b.r.Name, BuildID: b.id, Started: b.started.UTC(), Finished: time.Now().UTC(),
-		Recipe: manifest.Recipe{File: b.r.File, Inputs: b.inputs}, Tool: b.opts.Tool, Firmware: string(b.fwKind),
+		Recipe: manifest.Recipe{File: b.r.File, Inputs: b.inputs}, Tool: b.opts.Tool, Firmware: string(b.fwKind), Arch: b.arch(),
 		Steps: b.timings, Provisioners: b.provTimings, Outputs: b.outputs, Downloads: b.downloaded, Packages: b.packages,
 	}
 	if data, err := os.ReadFile(b.r.File); err == nil {

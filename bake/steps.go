@@ -305,6 +305,15 @@ func (b *build) inspectBase(ctx context.Context) (qemuimg.ImageInfo, error) {
 	return info, nil
 }
 
+// arch is the build machine's architecture: machine.arch, or x86_64 for a recipe made in code
+// without one (the recipe loader always sets it).
+func (b *build) arch() string {
+	if a := b.r.Machine.Arch; a != "" {
+		return a
+	}
+	return recipes.ArchX86_64
+}
+
 func (b *build) spec(name string) hypervisor.Spec {
 	m := b.r.Machine
 	accel := hypervisor.Accel(m.Accel) // recipes checked it against the same names (TestRecipeNamesMatchHypervisor)
@@ -318,6 +327,7 @@ func (b *build) spec(name string) hypervisor.Spec {
 	return hypervisor.Spec{
 		Name:      b.r.Name + "-" + name,
 		WorkDir:   b.workDir,
+		Arch:      b.arch(),
 		CPUs:      m.CPUs,
 		MemoryMiB: m.MemoryMiB,
 		Accel:     accel,
@@ -487,7 +497,7 @@ func (b *build) waitCloudInit(ctx context.Context) error {
 }
 
 func (b *build) manualBoot() string {
-	return manualBoot(b.r.Machine.MemoryMiB, b.r.Machine.CPUs, b.fwKind, filepath.Join(b.workDir, "disk.qcow2"), filepath.Join(b.workDir, "seed.img"))
+	return manualBoot(b.arch(), b.r.Machine.MemoryMiB, b.r.Machine.CPUs, b.fwKind, filepath.Join(b.workDir, "disk.qcow2"), filepath.Join(b.workDir, "seed.img"))
 }
 
 // shutdown powers the guest off in order; a forced stop is a warning (the image is consistent at

@@ -101,6 +101,7 @@ type tester struct {
 	log       *slog.Logger
 	dir       string // private: each boot's overlay, seed and console go in a dir of their own here
 	name      string // the machines' name prefix
+	arch      string // x86_64 or aarch64
 	cpus      int
 	memoryMiB int
 	accel     hypervisor.Accel
@@ -200,7 +201,7 @@ func (t *tester) boot(ctx context.Context, i int, tb testBoot) (res manifest.Tes
 		e := &TestError{File: file, Firmware: string(tb.firmware), Boot: tb.kind(), Check: check, Seen: seen,
 			Console: m.machine.ConsolePath(), ConsoleTail: m.machine.ConsoleTail(25)}
 		if t.keep {
-			e.Manual = manualBoot(t.memoryMiB, t.cpus, tb.firmware, disk, seed)
+			e.Manual = manualBoot(t.arch, t.memoryMiB, t.cpus, tb.firmware, disk, seed)
 		}
 		failed = append(failed, e)
 	}
@@ -287,7 +288,7 @@ func (t *tester) start(ctx context.Context, tb testBoot, dir string, log *slog.L
 		cpus = 1 // the kernel starts as well on one, and two smoke boots then share two cores
 	}
 	spec := hypervisor.Spec{
-		Name: t.name + "-test", WorkDir: dir, CPUs: cpus, MemoryMiB: t.memoryMiB, Accel: t.accel, Firmware: tb.firmware,
+		Name: t.name + "-test", WorkDir: dir, Arch: t.arch, CPUs: cpus, MemoryMiB: t.memoryMiB, Accel: t.accel, Firmware: tb.firmware,
 		Disks: []hypervisor.Disk{
 			{Path: overlay, Format: "qcow2", BootIndex: 1},
 			{Path: seedPath, Format: "raw", ReadOnly: true},
@@ -714,11 +715,15 @@ func humanBytes(n int64) string {
 
 // manualBoot is a QEMU command line that boots disk (with its seed) by hand, SSH forwarded to
 // 127.0.0.1:2222.
-func manualBoot(memoryMiB, cpus int, fw firmware.Kind, disk, seed string) string {
-	bios := ""
+func manualBoot(arch string, memoryMiB, cpus int, fw firmware.Kind, disk, seed string) string {
+	machine := "-machine q35"
 	if fw != firmware.BIOS {
-		bios = " -bios /usr/share/ovmf/OVMF.fd"
+		machine += " -bios /usr/share/ovmf/OVMF.fd"
 	}
-	return fmt.Sprintf("qemu-system-x86_64 -machine q35 -m %d -smp %d%s -drive file=%s,if=virtio -drive file=%s,if=virtio,format=raw,readonly=on -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0 -serial stdio -display none",
-		memoryMiB, cpus, bios, disk, seed)
+	if arch == recipes.ArchAArch64 {
+		// QEMU_EFI.fd: qemu-efi-aarch64's image for -bios (AAVMF_CODE.fd is for pflash with its vars).
+		machine = "-machine virt,gic-version=max -cpu max,pauth-impdef=on -bios /usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+	}
+	return fmt.Sprintf("qemu-system-%s %s -m %d -smp %d -drive file=%s,if=virtio -drive file=%s,if=virtio,format=raw,readonly=on -netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0 -serial stdio -display none",
+		arch, machine, memoryMiB, cpus, disk, seed)
 }

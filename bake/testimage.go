@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,8 +25,11 @@ type TestOptions struct {
 	// or a block device a raw image was flashed onto (ingot flash), which gets the grown check.
 	Image string
 	// Firmware lists the firmwares to boot it under; empty: the firmware of the build that made
-	// it (its manifest beside it), else bios.
+	// it (its manifest beside it), else bios (uefi for aarch64, which has no other).
 	Firmware []firmware.Kind
+	// Arch is the machine's architecture (x86_64, aarch64); empty: the one its manifest
+	// records, else the host's.
+	Arch string
 	// Checks are run after the built-in ones (--tests FILE).
 	Checks    []recipes.Check
 	CPUs      int // default 2
@@ -71,6 +75,7 @@ func TestImage(ctx context.Context, o TestOptions) ([]manifest.TestBoot, error) 
 	}
 	var bm *manifest.BuildMachine
 	fws := o.Firmware
+	arch := o.Arch
 	diskBytes := o.DiskBytes
 	if m, err := manifestOf(o.Image); err != nil {
 		o.Logger.Warn("the manifest beside the image cannot be read: testing without it", "err", err)
@@ -85,9 +90,18 @@ func TestImage(ctx context.Context, o TestOptions) ([]manifest.TestBoot, error) 
 		if diskBytes == 0 && bm != nil {
 			diskBytes = bm.DiskBytes
 		}
+		if arch == "" {
+			arch = cmp.Or(m.Arch, recipes.ArchX86_64) // manifests before 1.3 are all x86_64
+		}
+	}
+	if arch == "" {
+		arch = recipes.HostArch()
 	}
 	if len(fws) == 0 {
 		fws = []firmware.Kind{firmware.BIOS}
+		if arch == recipes.ArchAArch64 {
+			fws = []firmware.Kind{firmware.UEFI}
+		}
 	}
 	if err := mkdirPrivate(o.WorkRoot); err != nil {
 		return nil, fmt.Errorf("work root: %w", err)
@@ -100,7 +114,7 @@ func TestImage(ctx context.Context, o TestOptions) ([]manifest.TestBoot, error) 
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
 	t := &tester{
-		driver: o.Driver, log: o.Logger, dir: dir, name: "ingot", cpus: o.CPUs, memoryMiB: o.MemoryMiB, accel: o.Accel,
+		driver: o.Driver, log: o.Logger, dir: dir, name: "ingot", arch: arch, cpus: o.CPUs, memoryMiB: o.MemoryMiB, accel: o.Accel,
 		checks: o.Checks, build: bm, sshTimeout: o.SSHTimeout, keep: o.KeepOnFailure, dial: dialSSH,
 	}
 	var boots []testBoot

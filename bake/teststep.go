@@ -73,7 +73,7 @@ func (b *build) test(ctx context.Context) error {
 	}
 	spec := b.spec("test")
 	t := &tester{
-		driver: b.opts.Driver, log: b.log, dir: filepath.Join(b.workDir, "test"), name: b.r.Name,
+		driver: b.opts.Driver, log: b.log, dir: filepath.Join(b.workDir, "test"), name: b.r.Name, arch: spec.Arch,
 		cpus: b.r.Machine.CPUs, memoryMiB: b.r.Machine.MemoryMiB, accel: spec.Accel, extraArgs: spec.ExtraArgs,
 		checks: b.r.Tests, build: b.buildMachine, sshTimeout: b.r.SSH.Timeout, keep: b.opts.KeepOnFailure, dial: b.dial,
 	}

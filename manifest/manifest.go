@@ -30,7 +30,7 @@ import (
 )
 
 // Version is the schema_version this package writes and the newest it reads in full.
-const Version = "1.2"
+const Version = "1.3"
 
 // ErrVersion marks a manifest whose schema_version is missing, malformed, or of a major this
 // package does not read.
@@ -40,16 +40,19 @@ var ErrVersion = errors.New("unsupported manifest schema_version")
 // contract: add fields (with a new minor Version), never rename one.
 type Manifest struct {
 	// SchemaVersion is MAJOR.MINOR; Write sets it to Version.
-	SchemaVersion string       `json:"schema_version"`
-	Name          string       `json:"name"`
-	BuildID       string       `json:"build_id"`
-	Started       time.Time    `json:"started"`
-	Finished      time.Time    `json:"finished"`
-	Recipe        Recipe       `json:"recipe"`
-	Inputs        []Input      `json:"inputs"`
-	Tool          Tool         `json:"tool"`
-	Firmware      string       `json:"firmware"`
-	Steps         []StepTiming `json:"steps"`
+	SchemaVersion string    `json:"schema_version"`
+	Name          string    `json:"name"`
+	BuildID       string    `json:"build_id"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	Recipe        Recipe    `json:"recipe"`
+	Inputs        []Input   `json:"inputs"`
+	Tool          Tool      `json:"tool"`
+	Firmware      string    `json:"firmware"`
+	// Arch is the machine's architecture as QEMU names it: x86_64 or aarch64 (since 1.3; an
+	// older manifest is x86_64).
+	Arch  string       `json:"arch,omitempty"`
+	Steps []StepTiming `json:"steps"`
 	// Provisioners times each recipe step of the provision stage, in order.
 	Provisioners []StepTiming `json:"provisioners"`
 	Outputs      []File       `json:"outputs"`

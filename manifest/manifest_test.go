@@ -48,7 +48,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Read = %+v\nwant %+v", got, m)
 	}
 	data, _ := os.ReadFile(path)
-	for _, field := range []string{`"schema_version": "1.2"`, `"build_id": "b1"`, `"waiting_seconds": 1.5`, `"qemu_img_version"`} {
+	for _, field := range []string{`"schema_version": "1.3"`, `"build_id": "b1"`, `"waiting_seconds": 1.5`, `"qemu_img_version"`} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("manifest.json has no %s:\n%s", field, data)
 		}
@@ -65,10 +65,10 @@ func TestDecode(t *testing.T) {
 		{"this version", `{"schema_version": "1.0", "name": "web"}`, "", false},
 		{"a newer minor, with a field this one lacks", `{"schema_version": "1.7", "name": "web", "sbom": {"x": 1}}`, "", false},
 		{"an unknown field at a known minor", `{"schema_version": "1.0", "nmae": "web"}`, `unknown field "nmae"`, false},
-		{"a newer major", `{"schema_version": "2.0", "name": "web"}`, "schema_version 2.0: this ingot reads 1.x (up to 1.2); a newer ingot wrote it: upgrade ingot", true},
-		{"an older major", `{"schema_version": "0.9"}`, "schema_version 0.9: this ingot reads 1.x (up to 1.2); no ingot has written it", true},
+		{"a newer major", `{"schema_version": "2.0", "name": "web"}`, "schema_version 2.0: this ingot reads 1.x (up to 1.3); a newer ingot wrote it: upgrade ingot", true},
+		{"an older major", `{"schema_version": "0.9"}`, "schema_version 0.9: this ingot reads 1.x (up to 1.3); no ingot has written it", true},
 		{"no version", `{"name": "web", "outputs": []}`, "none given: not an ingot manifest", true},
-		{"a number for a version", `{"schema_version": 1}`, `1 is not a string such as "1.2"`, true},
+		{"a number for a version", `{"schema_version": 1}`, `1 is not a string such as "1.3"`, true},
 		{"a version without a minor", `{"schema_version": "1"}`, `"1" is not MAJOR.MINOR`, true},
 		{"a signed minor", `{"schema_version": "1.+1"}`, `is not MAJOR.MINOR`, true},
 		{"a list", `[{"schema_version": "1.0"}]`, "want a JSON object", false},

@@ -48,6 +48,15 @@ func driverFor(c *cli.Context, r *recipes.Recipe) hypervisor.DriverName {
 	return hypervisor.DriverQEMU
 }
 
+// archOf is the architecture a recipe builds for: machine.arch, or the host's for a recipe made
+// in code without one.
+func archOf(r *recipes.Recipe) string {
+	if r.Machine.Arch != "" {
+		return r.Machine.Arch
+	}
+	return recipes.HostArch()
+}
+
 // openDrivers connects every driver the recipes need before any build starts, so a stopped
 // libvirtd or a wrong URI fails the command in its first second, not after a download.
 func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base manifest.Tool) (*drivers, error) {
@@ -72,10 +81,28 @@ func openDrivers(c *cli.Context, log *slog.Logger, rs []*recipes.Recipe, base ma
 		switch n {
 		case hypervisor.DriverQEMU:
 			ds.byName[n] = qemu.New(qemu.WithLogger(log))
-			if bin, err := qemu.FindBinary(c.Context, "x86_64"); err == nil {
-				tool.QEMUVersion = bin.Version
+			// Every architecture's emulator is looked up now: a recipe for aarch64 on a host
+			// without qemu-system-aarch64 fails here, with the package to install.
+			for _, r := range rs {
+				if driverFor(c, r) != n {
+					continue
+				}
+				bin, err := qemu.FindBinary(c.Context, archOf(r))
+				if err != nil {
+					ds.Close()
+					return nil, fmt.Errorf("%s: %w", r.Machine.Pos, err)
+				}
+				if tool.QEMUVersion == "" {
+					tool.QEMUVersion = bin.Version
+				}
 			}
 		case hypervisor.DriverLibvirt:
+			for _, r := range rs {
+				if driverFor(c, r) == n && archOf(r) != recipes.ArchX86_64 {
+					ds.Close()
+					return nil, fmt.Errorf("%s: machine.arch %s: the libvirt driver builds x86_64 guests only; build this recipe with the qemu driver (--driver qemu)", r.Machine.Pos, archOf(r))
+				}
+			}
 			d, err := libvirt.New(c.Context, libvirt.Options{URI: c.String("connect"), Pool: c.String("pool"), Logger: log})
 			if err != nil {
 				ds.Close()

@@ -30,6 +30,7 @@ func testCommand() *cli.Command {
 		ArgsUsage: "IMAGE",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "firmware", Usage: "boot under `FIRMWARE` (bios, uefi, uefi-secure; repeatable; default: the build's, else bios)"},
+			&cli.StringFlag{Name: "arch", Usage: "boot as an `ARCH` machine: x86_64 or aarch64 (default: the build's, from its manifest, else the host's)"},
 			&cli.StringFlag{Name: "tests", Usage: "run the checks of `FILE` too (a YAML file with a tests: list, as in a recipe)"},
 			&cli.IntFlag{Name: "cpus", Value: 2, Usage: "the test machine's vCPUs"},
 			&cli.StringFlag{Name: "memory", Value: "1GiB", Usage: "the test machine's memory"},
@@ -57,6 +58,12 @@ func testCommand() *cli.Command {
 				return usageError{err}
 			}
 			opts := bake.TestOptions{Image: image, CPUs: c.Int("cpus"), KeepOnFailure: c.Bool("keep-on-failure")}
+			switch a := c.String("arch"); a {
+			case "", recipes.ArchX86_64, recipes.ArchAArch64:
+				opts.Arch = a
+			default:
+				return usageError{fmt.Errorf("--arch %q: want x86_64 or aarch64 (QEMU's names; Debian's arm64 is aarch64)", a)}
+			}
 			for _, f := range c.StringSlice("firmware") {
 				for _, name := range strings.Split(f, ",") {
 					k, err := firmware.ParseKind(strings.TrimSpace(name))
@@ -95,7 +102,7 @@ func testCommand() *cli.Command {
 			if opts.WorkRoot, err = workRoot(c); err != nil {
 				return err
 			}
-			ds, err := openDrivers(c, out.Log, []*recipes.Recipe{{}}, manifest.Tool{})
+			ds, err := openDrivers(c, out.Log, []*recipes.Recipe{{Machine: recipes.Machine{Arch: opts.Arch}}}, manifest.Tool{})
 			if err != nil {
 				return err
 			}
