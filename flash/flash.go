@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/ingot-build/ingot/internal/bmap"
 	"github.com/ingot-build/ingot/internal/progress"
 )
 
@@ -193,6 +194,10 @@ type chunk struct {
 	buf  []byte
 	off  int64
 	runs [][2]int
+	// rng is the index of the bmap range the chunk is part of (-1 without a bmap), and last
+	// marks the range's last chunk, after which its checksum is compared.
+	rng  int
+	last bool
 }
 
 // Write flashes the image onto the target. The target is opened exclusively and checked again,
@@ -314,9 +319,12 @@ func (p *Plan) openTarget() (*os.File, error) {
 	return f, nil
 }
 
-// copy reads the image on one goroutine (decompressing, hashing each range, finding zero blocks)
-// and writes it on another, a few chunks apart, so the decoder and the device work at once. It
-// returns what was written, with checksums when Verify will need them.
+// copy reads the image on one goroutine (decompressing, finding zero blocks), checks the bmap's
+// checksums on a second, and writes on a third, a few chunks apart, so that the decoder, the
+// hash and the device work at once (bmaptool runs its decompressor as a process of its own and
+// hashes apart from its writer thread for the same reason). A range's last chunk is written only
+// once the range's checksum matched, and nothing after it otherwise. It returns what was written,
+// with checksums when Verify will need them.
 func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tracker, res *Result) ([]extent, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	free := make(chan []byte, chunks)
@@ -324,6 +332,7 @@ func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tra
 		free <- make([]byte, chunkSize)
 	}
 	full := make(chan chunk, chunks)
+	checked := make(chan chunk, chunks)
 	var exts []extent
 	g.Go(func() error {
 		defer close(full)
@@ -344,7 +353,11 @@ func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tra
 		return nil
 	})
 	g.Go(func() error {
-		for c := range full {
+		defer close(checked)
+		return checkSums(ctx, p.Image.Bmap, full, checked)
+	})
+	g.Go(func() error {
+		for c := range checked {
 			for _, run := range c.runs {
 				if _, err := f.WriteAt(c.buf[run[0]:run[1]], c.off+int64(run[0])); err != nil {
 					return fmt.Errorf("write to %s at byte %d: %w", p.Target.Path, c.off+int64(run[0]), err)
@@ -359,6 +372,36 @@ func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tra
 	})
 	err := g.Wait()
 	return exts, err
+}
+
+// checkSums passes chunks from in to out, hashing those of each bmap range and comparing the
+// range's checksum before its last chunk goes on: a mismatch stops the flash there. Without a
+// bmap it only passes them on.
+func checkSums(ctx context.Context, m *bmap.Map, in <-chan chunk, out chan<- chunk) error {
+	var h hash.Hash
+	cur := -1
+	for c := range in {
+		if m != nil && c.rng >= 0 {
+			if c.rng != cur {
+				h, cur = m.NewHash(), c.rng
+			}
+			h.Write(c.buf)
+			if c.last {
+				rg := m.Ranges[c.rng]
+				if got := hex.EncodeToString(h.Sum(nil)); got != rg.SHA256 {
+					off, n := m.Span(rg)
+					return fmt.Errorf("%w in bmap range %d (blocks %d-%d, bytes %d-%d): the image's %s is %s, the bmap says %s; stopped before the rest of the image",
+						ErrChecksum, c.rng, rg.First, rg.Last, off, off+n-1, m.ChecksumType, got, rg.SHA256)
+				}
+			}
+		}
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // reader hands out the image in chunks, in order.
@@ -413,7 +456,6 @@ func (r *reader) mapped(img *Image) ([]extent, error) {
 			return nil, fmt.Errorf("read the image up to bmap range %d (byte %d): %w", i, off, err)
 		}
 		r.pos = off
-		h := m.NewHash()
 		for left := n; left > 0; {
 			buf, err := r.next(int(min(left, chunkSize)))
 			if errors.Is(err, io.EOF) {
@@ -422,15 +464,11 @@ func (r *reader) mapped(img *Image) ([]extent, error) {
 			if err != nil {
 				return nil, err
 			}
-			h.Write(buf)
-			if err := r.send(chunk{buf: buf, off: r.pos - int64(len(buf)), runs: [][2]int{{0, len(buf)}}}); err != nil {
+			left -= int64(len(buf))
+			// checkSums hashes the range as it passes and compares at its last chunk.
+			if err := r.send(chunk{buf: buf, off: r.pos - int64(len(buf)), runs: [][2]int{{0, len(buf)}}, rng: i, last: left == 0}); err != nil {
 				return nil, err
 			}
-			left -= int64(len(buf))
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != rg.SHA256 {
-			return nil, fmt.Errorf("%w in bmap range %d (blocks %d-%d, bytes %d-%d): the image's %s is %s, the bmap says %s; stopped before the rest of the image",
-				ErrChecksum, i, rg.First, rg.Last, off, off+n-1, m.ChecksumType, got, rg.SHA256)
 		}
 		exts = append(exts, extent{off: off, n: n, sum: rg.SHA256})
 	}
@@ -503,7 +541,7 @@ func (r *reader) whole(img *Image, skipZeros, sums bool) ([]extent, error) {
 			}
 		}
 		if len(buf) > 0 || errors.Is(err, io.EOF) {
-			if serr := r.send(chunk{buf: buf, off: off, runs: runs}); serr != nil {
+			if serr := r.send(chunk{buf: buf, off: off, runs: runs, rng: -1}); serr != nil {
 				return nil, serr
 			}
 		}
