@@ -86,3 +86,30 @@ machine: { cpus: 1 }
 		t.Errorf("Check = %v, want the driver refused at r.yaml:3:1", err)
 	}
 }
+
+// An aarch64 recipe gets every output but an OVA, whose OVF describes an x86_64 machine: Check
+// refuses it at the output, saying what to write instead.
+func TestCheckOVAForAArch64(t *testing.T) {
+	const text = `name: t
+source: { disk: { url: https://example.org/t.qcow2, sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 } }
+machine: { arch: %s }
+outputs:
+  - { format: qcow2 }
+  - { format: raw, compress: zstd, bmap: true, shrink: minimal }
+  - { format: vmdk }
+  - { format: ova }
+`
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		r, err := recipes.LoadBytes("r.yaml", []byte(strings.Replace(text, "%s", arch, 1)), "", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = bake.Check(r)
+		switch {
+		case arch == "x86_64" && err != nil:
+			t.Errorf("x86_64: Check = %v", err)
+		case arch == "aarch64" && (err == nil || !strings.Contains(err.Error(), "r.yaml:8:5: outputs[3]: an OVA describes an x86_64 virtual machine, and this recipe builds aarch64")):
+			t.Errorf("aarch64: Check = %v, want the OVA refused at r.yaml:8:5", err)
+		}
+	}
+}
