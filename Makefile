@@ -6,11 +6,13 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOTEST_TIMEOUT ?= 40m
+GOTESTFLAGS ?= # e.g. make test GOTESTFLAGS=-v: each test's time
 
-# Debian packages: QEMU and firmware (runtime), and what the test guests are built with.
-APT_RUNTIME := qemu-system-x86 qemu-utils ovmf seabios
+# Debian packages: QEMU and firmware for x86_64 and aarch64 guests (runtime), and what the test
+# guests are built with (the arm64 one through qemu-user-static).
+APT_RUNTIME := qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 seabios
 APT_GUESTS := debootstrap mtools dosfstools gdisk fdisk e2fsprogs grub-pc-bin grub-efi-amd64-bin grub-common \
-	xorriso zstd cpio curl
+	xorriso zstd cpio curl qemu-user-static python3
 APT_TEST := openssh-client cloud-init bmap-tools libvirt-daemon-system prometheus xz-utils tmux docker-registry skopeo
 
 .PHONY: demo test build deps deps-test guests libvirtd vet clean
@@ -25,7 +27,7 @@ demo: deps build
 
 test: deps deps-test guests libvirtd vet
 	# -p 1: packages one at a time, so at most two TCG guests (t.Parallel, 2 cores) boot at once.
-	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) $(GOTESTFLAGS) ./...
 
 build:
 	@command -v $(GO) >/dev/null || { echo "make: Go is missing; install Go 1.21 or newer (it fetches the 1.26 toolchain itself)" >&2; exit 1; }
@@ -42,9 +44,11 @@ deps-test:
 	@command -v npm >/dev/null || bash .ci/apt-install nodejs npm
 	@bash sbom/testdata/validate/install.sh
 
+# The arm64 guest is built beside the others: its build is mostly one emulated process at a time.
 guests:
-	bash testdata/guests/ensure.sh cloud
-	bash testdata/guests/ensure.sh installer
+	@bash testdata/guests/ensure.sh arm64 >/dev/null & arm=$$!; \
+	bash testdata/guests/ensure.sh cloud && bash testdata/guests/ensure.sh installer; rc=$$?; \
+	wait $$arm || rc=1; exit $$rc
 
 # The libvirt driver's tests need the host's libvirtd and a second one standing in for a remote
 # host; without systemd, start.sh starts both (idempotent; the tests also run it if needed).

@@ -1,5 +1,5 @@
 // Package testguest gives tests the test guests that testdata/guests builds from Debian packages: a
-// Debian 12 cloud image and an installer ISO. They are built once and cached outside the clone (see
+// Debian 12 cloud image (amd64 and arm64) and an installer ISO. They are built once and cached outside the clone (see
 // testdata/guests/ensure.sh); asking for one that is missing builds it, so a test never skips for
 // want of a fixture. `make test` builds them up front so the build time is not charged to a test.
 package testguest
@@ -70,6 +70,18 @@ func CloudImage(t testing.TB) Cloud {
 		Dir:           dir,
 		Image:         filepath.Join(dir, "debian-12-cloud.qcow2"),
 		SHA256:        readSum(t, filepath.Join(dir, "debian-12-cloud.qcow2.sha256")),
+		KernelVersion: strings.TrimPrefix(strings.TrimSpace(readFile(t, filepath.Join(dir, "kernel-version"))), "vmlinuz-"),
+	}
+}
+
+// CloudImageArm64 returns the arm64 test cloud image (for qemu-system-aarch64 -M virt with
+// UEFI), building it if it is not cached yet.
+func CloudImageArm64(t testing.TB) Cloud {
+	dir := ensure(t, "arm64")
+	return Cloud{
+		Dir:           dir,
+		Image:         filepath.Join(dir, "debian-12-cloud-arm64.qcow2"),
+		SHA256:        readSum(t, filepath.Join(dir, "debian-12-cloud-arm64.qcow2.sha256")),
 		KernelVersion: strings.TrimPrefix(strings.TrimSpace(readFile(t, filepath.Join(dir, "kernel-version"))), "vmlinuz-"),
 	}
 }
