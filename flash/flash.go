@@ -52,7 +52,7 @@ type Options struct {
 	// a decompression pass to learn its size); nil discards it.
 	Log *slog.Logger
 
-	goXZ bool // decompress xz with ulikunitz/xz even when the xz tool is there (tests)
+	goDecoders bool // decompress with klauspost/compress and ulikunitz/xz even when the zstd and xz tools are there (tests)
 }
 
 // Plan is a flash that has passed every check and not yet written anything.
@@ -95,7 +95,7 @@ func Prepare(ctx context.Context, image, target string, o Options) (*Plan, error
 		}
 		if img.Size < 0 {
 			o.Log.Info("no bmap: decompressing the image once to learn its size", "image", image)
-			if img.Size, err = countImage(ctx, img, o.goXZ); err != nil {
+			if img.Size, err = countImage(ctx, img, o.goDecoders); err != nil {
 				return nil, err
 			}
 		}
@@ -120,8 +120,8 @@ func sameFile(a, b string) (bool, error) {
 }
 
 // countImage decompresses the image and counts its bytes.
-func countImage(ctx context.Context, img *Image, goXZ bool) (int64, error) {
-	s, err := img.open(ctx, goXZ)
+func countImage(ctx context.Context, img *Image, goDecoders bool) (int64, error) {
+	s, err := img.open(ctx, goDecoders)
 	if err != nil {
 		return 0, err
 	}
@@ -180,6 +180,8 @@ var ErrChecksum = errors.New("checksum mismatch")
 const (
 	chunkSize = 1 << 20
 	chunks    = 4
+	// writebackEvery is how much is written between starts of writeback.
+	writebackEvery = 32 << 20
 )
 
 // extent is a run of the target that was written, and its checksum, for Verify.
@@ -220,7 +222,7 @@ func (p *Plan) Write(ctx context.Context, rep progress.Reporter) (res *Result, e
 			err = errors.Join(err, os.Remove(p.Target.Path))
 		}
 	}()
-	src, err := p.Image.open(ctx, p.opts.goXZ)
+	src, err := p.Image.open(ctx, p.opts.goDecoders)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +359,7 @@ func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tra
 		return checkSums(ctx, p.Image.Bmap, full, checked)
 	})
 	g.Go(func() error {
+		var unsynced int64
 		for c := range checked {
 			for _, run := range c.runs {
 				if _, err := f.WriteAt(c.buf[run[0]:run[1]], c.off+int64(run[0])); err != nil {
@@ -364,9 +367,18 @@ func (p *Plan) copy(ctx context.Context, src stream, f *os.File, tr progress.Tra
 				}
 				n := int64(run[1] - run[0])
 				res.Written += n
+				unsynced += n
 				tr.Add(n)
 			}
 			free <- c.buf[:cap(c.buf)]
+			if unsynced >= writebackEvery {
+				// Start writing back what is written so far, without waiting for it: the
+				// device works while the image decodes, rather than all at the final sync
+				// (bmaptool syncs as it goes for the same reason). Advice only: an error
+				// here is one the final sync reports.
+				_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+				unsynced = 0
+			}
 		}
 		return nil
 	})

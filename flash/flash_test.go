@@ -281,14 +281,16 @@ func TestFlashFile(t *testing.T) {
 	tests := []struct {
 		name, image string
 		noBmap      bool
-		goXZ        bool
+		goDecoders  bool
 	}{
 		{"raw with bmap", fx.Raw, false, false},
-		{"zstd with bmap", fx.Zst, false, false},
+		{"zstd (tool) with bmap", fx.Zst, false, false},
+		{"zstd (Go) with bmap", fx.Zst, false, true},
 		{"xz (tool) with bmap", fx.XZ, false, false},
 		{"xz (Go) with bmap", fx.XZ, false, true},
 		{"raw without bmap", fx.Raw, true, false},
-		{"zstd without bmap", fx.Zst, true, false},
+		{"zstd (tool) without bmap", fx.Zst, true, false},
+		{"zstd (Go) without bmap", fx.Zst, true, true},
 		{"xz (tool) without bmap", fx.XZ, true, false},
 	}
 	for _, tt := range tests {
@@ -298,7 +300,7 @@ func TestFlashFile(t *testing.T) {
 			if err := os.WriteFile(target, bytes.Repeat([]byte{0xa5}, imageSize+4096), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			p, err := Prepare(context.Background(), tt.image, target, Options{NoBmap: tt.noBmap, Verify: true, goXZ: tt.goXZ})
+			p, err := Prepare(context.Background(), tt.image, target, Options{NoBmap: tt.noBmap, Verify: true, goDecoders: tt.goDecoders})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 
 	"github.com/ingot-build/ingot/internal/bmap"
 	"github.com/ingot-build/ingot/internal/ctxio"
@@ -130,7 +132,7 @@ type stream interface {
 // open starts reading the raw image: the file itself, klauspost/compress's zstd decoder, or for
 // xz the xz tool (multithreaded, several times faster than Go) or ulikunitz/xz without it. No
 // temporary file: the decompressed bytes go from the decoder to the target.
-func (img *Image) open(ctx context.Context, goXZ bool) (stream, error) {
+func (img *Image) open(ctx context.Context, goDecoders bool) (stream, error) {
 	f, err := os.Open(img.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open the image: %w", err)
@@ -139,8 +141,13 @@ func (img *Image) open(ctx context.Context, goXZ bool) (stream, error) {
 	case "":
 		return &rawStream{f: f, ctx: ctx}, nil
 	case "zstd":
-		// The decoder's own default concurrency: it decodes blocks ahead on goroutines of its own
-		// and checks each data frame's xxhash64 as it goes.
+		// The zstd tool where there is one: it decodes this image twice as fast as klauspost's
+		// decoder here (2 GiB, mostly zeros: 0.46 s against 1.1 s), and the decoder is what a
+		// flash waits on. Both check each frame's xxhash64.
+		if _, err := exec.LookPath("zstd"); err == nil && !goDecoders {
+			f.Close()
+			return startTool(ctx, "zstd", zstdArgs, img.Path)
+		}
 		dec, err := zstd.NewReader(f)
 		if err != nil {
 			f.Close()
@@ -148,9 +155,9 @@ func (img *Image) open(ctx context.Context, goXZ bool) (stream, error) {
 		}
 		return &readerStream{r: ctxio.Reader(ctx, dec), close: func() error { dec.Close(); return f.Close() }}, nil
 	case "xz":
-		if _, err := exec.LookPath("xz"); err == nil && !goXZ {
+		if _, err := exec.LookPath("xz"); err == nil && !goDecoders {
 			f.Close()
-			return startXZ(ctx, img.Path)
+			return startTool(ctx, "xz", xzArgs, img.Path)
 		}
 		xr, err := xz.NewReader(f)
 		if err != nil {
@@ -216,29 +223,44 @@ func (s *readerStream) Close() error { return s.close() }
 // several blocks (as ingot's raw.xz outputs have; multithreaded decompression since XZ Utils 5.4).
 var xzArgs = []string{"-dc", "-T0", "--"}
 
-// startXZ decompresses path with the xz tool, an owned child (execx.Start) that is killed when
-// the flash stops early.
-func startXZ(ctx context.Context, path string) (stream, error) {
-	cmd := exec.CommandContext(ctx, "xz", append(xzArgs, path)...)
+// zstdArgs make the zstd tool decompress a file to stdout, quietly (no progress on stderr).
+var zstdArgs = []string{"-dcq", "--"}
+
+// startTool decompresses path with a decompression tool (xz, zstd), an owned child (execx.Start)
+// that is killed when the flash stops early.
+func startTool(ctx context.Context, tool string, args []string, path string) (stream, error) {
+	cmd := exec.CommandContext(ctx, tool, append(slices.Clone(args), path)...)
 	stderr := execx.NewTail(2 << 10)
 	cmd.Stderr = stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", execx.Quote(cmd.Args), err)
+	// A blocking pipe, unlike os.Pipe's: the reading goroutine then waits in read(2) rather than
+	// in Go's poller, which costs an epoll round and a goroutine switch per 64 KiB the tool writes
+	// (with the poller, ingot spent 1.7 s of system time on 2 GiB; bmaptool 0.3 s).
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("start %s: pipe: %w", execx.Quote(cmd.Args), err)
 	}
+	out, w := os.NewFile(uintptr(fds[0]), "|"+tool), os.NewFile(uintptr(fds[1]), tool+"|")
+	// A 1 MiB pipe instead of 64 KiB: the tool and the flash then trade a chunk in one go, not
+	// sixteen (zstd's 2 GiB here: 0.72 s through it, 0.85 to 1.5 s through the default). The
+	// kernel may refuse (a lower fs.pipe-max-size); the default pipe works, only slower.
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, chunkSize)
+	cmd.Stdout = w
 	wait, err := execx.Start(cmd)
+	w.Close() // the tool has its copy: the pipe ends when the tool does
 	if err != nil {
+		out.Close()
 		return nil, &execx.Error{Argv: cmd.Args, Err: err}
 	}
-	s := &xzToolStream{cmd: cmd, out: out, wait: wait, stderr: stderr, ctx: ctx}
+	s := &toolStream{cmd: cmd, out: out, wait: wait, stderr: stderr, ctx: ctx}
 	s.readerStream = readerStream{r: readFunc(s.readOut), close: s.finish}
 	return s, nil
 }
 
-type xzToolStream struct {
+// toolStream is a decompression tool's output.
+type toolStream struct {
 	readerStream
 	cmd    *exec.Cmd
-	out    io.ReadCloser
+	out    *os.File
 	wait   func() error
 	stderr *execx.Tail
 	ctx    context.Context
@@ -250,9 +272,9 @@ type readFunc func([]byte) (int, error)
 
 func (f readFunc) Read(p []byte) (int, error) { return f(p) }
 
-// readOut gives xz's output; at its end it waits for xz, so that a failure (a corrupt file, whose
-// CRC64 xz checks) is the read's error rather than a short image.
-func (s *xzToolStream) readOut(p []byte) (int, error) {
+// readOut gives the tool's output; at its end it waits for the tool, so that a failure (a corrupt
+// file, whose checksums both tools check) is the read's error rather than a short image.
+func (s *toolStream) readOut(p []byte) (int, error) {
 	if err := s.ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -266,13 +288,13 @@ func (s *xzToolStream) readOut(p []byte) (int, error) {
 	return n, err
 }
 
-// finish ends xz: at once (its process group killed) if its output was not read to the end.
-func (s *xzToolStream) finish() error {
+// finish ends the tool: at once (its process group killed) if its output was not read to the end.
+func (s *toolStream) finish() error {
 	if !s.eof {
 		_ = execx.KillGroup(s.cmd) // an error here is a group already gone
 		_ = s.wait()               // killed: its status says only that
 	}
-	return nil
+	return s.out.Close()
 }
 
 func newSHA256() hash.Hash { return sha256.New() }
