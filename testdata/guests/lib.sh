@@ -40,3 +40,38 @@ part_geometry() {
 write_at() {
 	dd if="$2" of="$1" bs=4M oflag=seek_bytes seek=$(($3 * 512)) conv=notrunc,sparse status=none
 }
+
+# configure_guest ROOT MIRROR SUITE ROOT_UUID: what makes the debootstrapped tree a cloud image,
+# the same for every architecture: apt's source, hostname, fstab, cloud-init reading NoCloud only,
+# the locale set, timers that would disturb tests masked, and no identity of its own (machine-id
+# and host keys are made at first boot).
+configure_guest() {
+	local root=$1 mirror=$2 suite=$3 root_uuid=$4
+	echo "deb $mirror $suite main" >"$root/etc/apt/sources.list"
+	echo debian >"$root/etc/hostname"
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+	echo "UUID=$root_uuid / ext4 defaults,errors=remount-ro 0 1" >"$root/etc/fstab"
+	# Only NoCloud: probing for EC2/GCE/Azure metadata servers under TCG costs tens of seconds.
+	cat >"$root/etc/cloud/cloud.cfg.d/90-ingot-testguest.cfg" <<'CFG'
+datasource_list: [ NoCloud, None ]
+# As Debian's cloud images: the hostname resolves, so sudo does not complain.
+manage_etc_hosts: true
+# GRUB was installed from the host, not as a package: nothing for grub-dpkg to configure.
+grub_dpkg: { enabled: false }
+CFG
+	# cloud-init's locale module sets en_US.UTF-8, as on Debian's cloud images, and fails unless it exists.
+	# Made the system locale here too: cloud-init then finds it set and skips locale-gen, which takes
+	# 20 s of every first boot under TCG (far more for arm64).
+	sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' "$root/etc/locale.gen"
+	chroot "$root" locale-gen >/dev/null
+	chroot "$root" update-locale LANG=en_US.UTF-8
+	# Timers that would start apt or scrubbing while a test provisions the guest.
+	for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service; do
+		ln -sf /dev/null "$root/etc/systemd/system/$unit"
+	done
+	# A template: per-instance identity is made at first boot.
+	: >"$root/etc/machine-id"
+	rm -f "$root"/etc/ssh/ssh_host_*
+	rm -rf "$root/var/lib/cloud" "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/*_Packages
+	chroot "$root" apt-get clean
+}
