@@ -25,9 +25,17 @@ demo: deps build
 		--var image_url=file://$$img/debian-12-cloud.qcow2 \
 		--var image_sha256=$$(cut -d' ' -f1 $$img/debian-12-cloud.qcow2.sha256) demo
 
-test: deps deps-test guests libvirtd vet
-	# -p 1: packages one at a time, so at most two TCG guests (t.Parallel, 2 cores) boot at once.
-	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) $(GOTESTFLAGS) ./...
+# The arm64 guest (five minutes cold, mostly one emulated process) builds while the tests run:
+# only cmd/ingot's TestEdgeArm64 needs it, late in the run, and ensure.sh's lock makes it wait for
+# the build rather than start another. -p 1: packages one at a time, so at most two TCG guests
+# (t.Parallel, 2 cores) boot at once.
+test: deps deps-test libvirtd vet
+	bash testdata/guests/ensure.sh cloud >/dev/null
+	bash testdata/guests/ensure.sh installer >/dev/null
+	@bash testdata/guests/ensure.sh arm64 >/dev/null & arm=$$!; \
+	$(GO) test -p 1 -count=1 -timeout $(GOTEST_TIMEOUT) $(GOTESTFLAGS) ./...; rc=$$?; \
+	wait $$arm || { echo "make: building the arm64 test guest failed (its log is above)" >&2; rc=1; }; \
+	exit $$rc
 
 build:
 	@command -v $(GO) >/dev/null || { echo "make: Go is missing; install Go 1.21 or newer (it fetches the 1.26 toolchain itself)" >&2; exit 1; }

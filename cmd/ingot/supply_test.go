@@ -43,6 +43,7 @@ import (
 // same build again works. (The device path, `ingot flash` of the minimal raw output onto a bigger
 // loop device that `ingot test DEVICE` then boots, is TestEdgeArm64's.)
 func TestReleasePipeline(t *testing.T) {
+	t.Parallel() // one guest at a time: it shares the cores with the package's other guest tests
 	img := testguest.CloudImage(t)
 	bin := buildIngot(t)
 	dir := t.TempDir()

@@ -16,6 +16,7 @@ import (
 // the same image with its boot sector zeroed it fails the boots check at once, with the console
 // tail, and exits 1; bad input exits 2 before anything boots.
 func TestTestImage(t *testing.T) {
+	t.Parallel() // one guest at a time: it shares the cores with the package's other guest tests
 	img := testguest.CloudImage(t)
 	bin := buildIngot(t)
 	dir := t.TempDir()
