@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,8 +60,8 @@ type fakeDriver struct {
 	j *journal
 	// kill, when set, is what the machines' Kill does once journaled.
 	kill func(ctx context.Context) error
-	// machine is the last machine started.
-	machine *fakeMachine
+	// machine is the last machine started; test boots start machines side by side.
+	machine atomic.Pointer[fakeMachine]
 	// console, when set, says what a machine's console holds once it has started.
 	console func(hypervisor.Spec) string
 }
@@ -83,8 +84,9 @@ func (d *fakeDriver) Start(_ context.Context, spec hypervisor.Spec) (hypervisor.
 	if err := os.WriteFile(console, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	d.machine = &fakeMachine{j: d.j, name: spec.Name, console: console, kill: d.kill, done: make(chan struct{})}
-	return d.machine, nil
+	m := &fakeMachine{j: d.j, name: spec.Name, console: console, kill: d.kill, done: make(chan struct{})}
+	d.machine.Store(m)
+	return m, nil
 }
 
 // fakeMachine is a machine that runs until it is shut down or killed.
@@ -660,7 +662,7 @@ func TestFakeBuildGuestDiesMidStep(t *testing.T) {
 		if action != "upload app.conf /etc/app.conf" {
 			return nil
 		}
-		e.b.opts.Driver.(*fakeDriver).machine.crash(panicked)
+		e.b.opts.Driver.(*fakeDriver).machine.Load().crash(panicked)
 		select { // the session hangs, as SSH does over a dead guest, until keepalives give up
 		case <-ctx.Done():
 		case <-time.After(3 * time.Second):

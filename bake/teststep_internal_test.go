@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ingot-build/ingot/communicator"
@@ -60,11 +61,13 @@ func TestFakeBuildTestBoots(t *testing.T) {
 			if tt.checks == "" {
 				e.b.r.Tests = nil
 			}
-			var lastSeed string
+			// The seed of the full boot (of fake.qcow2), whose instance-id the fake guest
+			// answers; the smoke boot of fake.vmdk starts beside it and asks nothing.
+			var fullSeed atomic.Pointer[string]
 			d := e.b.opts.Driver.(*fakeDriver)
 			d.console = func(spec hypervisor.Spec) string {
-				if len(spec.Disks) > 1 {
-					lastSeed = spec.Disks[1].Path
+				if len(spec.Disks) > 1 && strings.Contains(spec.Disks[1].Path, "fake.qcow2") {
+					fullSeed.Store(&spec.Disks[1].Path)
 				}
 				if tt.console != nil {
 					return tt.console(spec)
@@ -76,7 +79,11 @@ func TestFakeBuildTestBoots(t *testing.T) {
 				failing = "command -v nginx"
 			}
 			e.guest.reply = fakeTestGuest(func() string {
-				data, _ := os.ReadFile(lastSeed)
+				seed := fullSeed.Load()
+				if seed == nil {
+					return "no-seed"
+				}
+				data, _ := os.ReadFile(*seed)
 				if m := seedID.FindSubmatch(data); m != nil {
 					return string(m[1])
 				}
