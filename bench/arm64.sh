@@ -9,22 +9,12 @@
 # Exits non-zero only when a build fails, never on a ratio. Usage: bash bench/arm64.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v jq >/dev/null || { echo "bench: installing jq" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y jq >/dev/null; }
+. bench/lib.sh
+need jq jq
 make -s build >&2
 x86=$(bash testdata/guests/ensure.sh cloud)
 arm=$(bash testdata/guests/ensure.sh arm64)
-root=$(mktemp -d "${TMPDIR:-/var/tmp}/ingot-bench-arm64.XXXXXX")
-pid=
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$root"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_root arm64
 echo "edge gateway 7" >"$root/motd"
 
 # build ARCH IMAGE: one cold build (a cache of its own, no checkpoints to restore); prints its
@@ -47,15 +37,8 @@ outputs:
 EOF
 	local start
 	start=$(date +%s.%N)
-	env XDG_CACHE_HOME="$dir/cache" bin/ingot build --out "$dir/out" --work-dir "$dir/work" "$dir/edge.yaml" >"$dir/build.log" 2>&1 &
-	pid=$!
-	if ! wait "$pid"; then
-		pid=
-		echo "bench: the $arch build failed:" >&2
-		tail -n 30 "$dir/build.log" >&2
-		exit 1
-	fi
-	pid=
+	in_background "$dir/build.log" "the $arch build" \
+		env XDG_CACHE_HOME="$dir/cache" bin/ingot build --out "$dir/out" --work-dir "$dir/work" "$dir/edge.yaml"
 	awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }' 
 }
 

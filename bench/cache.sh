@@ -17,18 +17,14 @@
 # missed goal. Usage: bash bench/cache.sh   (as root when Packer or jq must be installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 here=$PWD/bench/cache
 runs=${PACKER_RUNS:-1}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "PACKER_RUNS=$runs: want a positive number" >&2; exit 2; }
 
-need_pkg() { # need_pkg CMD PACKAGE
-	command -v "$1" >/dev/null && return
-	echo "bench: installing $2 (apt-get install $2)" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null
-}
-need_pkg packer packer
-need_pkg jq jq
-need_pkg ssh-keygen openssh-client
+need packer packer
+need jq jq
+need ssh-keygen openssh-client
 packer_version=$(packer version | head -1)
 [[ $packer_version == *"v1.6.6"* ]] || echo "bench: expected Packer 1.6.6 (Debian 12's package), found $packer_version" >&2
 

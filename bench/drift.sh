@@ -13,37 +13,19 @@
 # Exits non-zero only when a build fails, never on a missed goal. Usage: bash bench/drift.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 make -s build >&2
 img=$(bash testdata/guests/ensure.sh cloud)
-root=$(mktemp -d "${TMPDIR:-/var/tmp}/ingot-bench-drift.XXXXXX")
-pid=
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$root"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_root drift
 
 vars=(--var image_url="file://$img/debian-12-cloud.qcow2" --var image_sha256="$(cut -d' ' -f1 "$img/debian-12-cloud.qcow2.sha256")")
 ingot() { env XDG_CACHE_HOME="$root/cache" bin/ingot "$@"; }
-# build LOG ARGS…: one build in the background (so that the traps can stop it); prints its wall ms.
+# build LOG ARGS…: one build; prints its wall ms.
 build() {
 	local log=$1 t0
 	shift
 	t0=$(date +%s%N)
-	ingot build --out "$root/out" --work-dir "$root/work" --store "$root/images" "${vars[@]}" "$@" demo >"$log" 2>&1 &
-	pid=$!
-	if ! wait "$pid"; then
-		pid=
-		echo "bench: the build failed:" >&2
-		tail -n 30 "$log" >&2
-		exit 1
-	fi
-	pid=
+	in_background "$log" "the build" ingot build --out "$root/out" --work-dir "$root/work" --store "$root/images" "${vars[@]}" "$@" demo
 	echo $(( ($(date +%s%N) - t0) / 1000000 ))
 }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

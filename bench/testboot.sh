@@ -13,34 +13,16 @@
 # Exits non-zero only when the build fails, never on a missed goal. Usage: bash bench/testboot.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v jq >/dev/null || { echo "bench: installing jq" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y jq >/dev/null; }
+. bench/lib.sh
+need jq jq
 make -s build >&2
 img=$(bash testdata/guests/ensure.sh cloud)
-root=$(mktemp -d "${TMPDIR:-/var/tmp}/ingot-bench-testboot.XXXXXX")
-pid=
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$root"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_root testboot
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-env XDG_CACHE_HOME="$root/cache" bin/ingot build --no-cache --out "$root/out" --work-dir "$root/work" \
+in_background "$root/build.log" "the demo build" env XDG_CACHE_HOME="$root/cache" bin/ingot build --no-cache --out "$root/out" --work-dir "$root/work" \
 	--var image_url="file://$img/debian-12-cloud.qcow2" --var image_sha256="$(cut -d' ' -f1 "$img/debian-12-cloud.qcow2.sha256")" \
-	demo >"$root/build.log" 2>&1 &
-pid=$!
-if ! wait "$pid"; then
-	pid=
-	echo "bench: the demo build failed:" >&2
-	tail -n 30 "$root/build.log" >&2
-	exit 1
-fi
-pid=
+	demo
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 jq -r '
   def step(n): [.steps[] | select(.step == n) | .seconds] | add;

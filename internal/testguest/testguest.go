@@ -65,23 +65,23 @@ func ensure(t testing.TB, name string) string {
 
 // CloudImage returns the test cloud image, building it if it is not cached yet.
 func CloudImage(t testing.TB) Cloud {
-	dir := ensure(t, "cloud")
-	return Cloud{
-		Dir:           dir,
-		Image:         filepath.Join(dir, "debian-12-cloud.qcow2"),
-		SHA256:        readSum(t, filepath.Join(dir, "debian-12-cloud.qcow2.sha256")),
-		KernelVersion: strings.TrimPrefix(strings.TrimSpace(readFile(t, filepath.Join(dir, "kernel-version"))), "vmlinuz-"),
-	}
+	return cloudImage(t, "cloud", "debian-12-cloud.qcow2")
 }
 
 // CloudImageArm64 returns the arm64 test cloud image (for qemu-system-aarch64 -M virt with
 // UEFI), building it if it is not cached yet.
 func CloudImageArm64(t testing.TB) Cloud {
-	dir := ensure(t, "arm64")
+	return cloudImage(t, "arm64", "debian-12-cloud-arm64.qcow2")
+}
+
+// cloudImage is the cloud image file of the test guest ensure.sh builds as guest.
+func cloudImage(t testing.TB, guest, file string) Cloud {
+	t.Helper()
+	dir := ensure(t, guest)
 	return Cloud{
 		Dir:           dir,
-		Image:         filepath.Join(dir, "debian-12-cloud-arm64.qcow2"),
-		SHA256:        readSum(t, filepath.Join(dir, "debian-12-cloud-arm64.qcow2.sha256")),
+		Image:         filepath.Join(dir, file),
+		SHA256:        readSum(t, filepath.Join(dir, file+".sha256")),
 		KernelVersion: strings.TrimPrefix(strings.TrimSpace(readFile(t, filepath.Join(dir, "kernel-version"))), "vmlinuz-"),
 	}
 }
