@@ -28,8 +28,9 @@ const checkpointFormat = "ingot-checkpoint-1"
 
 // OutputVersion is in every build's inputs hash (manifest recipe.inputs_sha256): bump it when
 // ingot changes what it publishes from the same inputs (generalize, a format's options), so that
-// such a build is not "up to date" with outputs an older ingot made.
-const OutputVersion = "1"
+// such a build is not "up to date" with outputs an older ingot made. 2: the manifest's and the
+// SBOM's licenses, which a "License:<TAB>" line had lost.
+const OutputVersion = "2"
 
 // Names of the files of a checkpoint, besides its disk layer.
 const (

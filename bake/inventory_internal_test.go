@@ -1,6 +1,8 @@
 package bake
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -60,4 +62,57 @@ func TestParsePackages(t *testing.T) {
 	if _, os := parsePackages("bash\t5.2\n"); os != nil {
 		t.Errorf("no os-release part: os = %+v", os)
 	}
+}
+
+// The package listing runs on this Debian host as it runs in a guest: every package dpkg knows
+// is listed once, with the first License: line of its copyright file, as a reader in Go finds it.
+func TestPackagesScriptOnADebianSystem(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Fatalf("this test reads the host's dpkg database, and the tests run on Debian 12: %v", err)
+	}
+	out, err := exec.Command("sh", "-c", packagesScript).Output()
+	if err != nil {
+		t.Fatalf("packagesScript: %v", err)
+	}
+	pkgs, dist := parsePackages(string(out))
+	want, err := exec.Command("dpkg-query", "-W", "-f", "${Package}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(want), "\n"); len(pkgs) != n || n < 50 {
+		t.Fatalf("listed %d packages, dpkg-query knows %d", len(pkgs), n)
+	}
+	licensed := 0
+	for _, p := range pkgs {
+		if p.Version == "" || p.Arch == "" {
+			t.Errorf("package %+v has no version or architecture", p)
+		}
+		if p.License != firstLicense(t, p.Name) {
+			t.Errorf("package %s: license %q, its copyright file says %q", p.Name, p.License, firstLicense(t, p.Name))
+		}
+		if p.License != "" {
+			licensed++
+		}
+	}
+	if licensed < len(pkgs)/2 {
+		t.Errorf("only %d of %d packages have a license", licensed, len(pkgs))
+	}
+	if dist == nil || dist.ID != "debian" {
+		t.Errorf("os = %+v, want debian", dist)
+	}
+}
+
+// firstLicense is what the first License: line of a package's copyright file says.
+func firstLicense(t *testing.T, pkg string) string {
+	t.Helper()
+	b, err := os.ReadFile("/usr/share/doc/" + pkg + "/copyright")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "License:"); ok {
+			return strings.TrimSpace(strings.NewReplacer("\t", " ", "\r", " ").Replace(rest))
+		}
+	}
+	return ""
 }
