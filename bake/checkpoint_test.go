@@ -2,10 +2,12 @@ package bake_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,7 +50,9 @@ func ran(m *manifest.Manifest) (ran, restored []string) {
 // date and starts no machine; editing the last step restores after step 2 and runs only step 3,
 // on a guest whose clock was set from the host's, and the output boots with the files of all
 // three steps; changing a byte of the uploaded file re-runs that step and the next; a corrupt
-// checkpoint is detected, skipped with a warning, and the one before it used.
+// checkpoint is detected, skipped with a warning, and the one before it used. The file inventory
+// of a rebuild reads only the files not as the cold build hashed them, and gets every step's
+// file's sum right.
 func TestCheckpointedBuilds(t *testing.T) {
 	t.Parallel()
 	img := testguest.CloudImage(t)
@@ -83,6 +87,44 @@ outputs: [ { format: qcow2 } ]
 		}
 	}
 	all := []string{"provision[0] shell", "provision[1] file", "provision[2] shell"}
+	// hashed says how many files the build's file inventory read, and how many it knew from an
+	// earlier build on the same base (images.Store.FileSums).
+	hashedRE := regexp.MustCompile(`file inventory: (\d+) files hashed in \d+ ms; (\d+) more unchanged`)
+	hashed := func(what string) (read, known int) {
+		t.Helper()
+		m := hashedRE.FindStringSubmatch(logOf())
+		if m == nil {
+			t.Fatalf("%s: the log does not say what the file inventory hashed", what)
+		}
+		read, _ = strconv.Atoi(m[1])
+		known, _ = strconv.Atoi(m[2])
+		return read, known
+	}
+	// sums are the sha256 of some files, as the build's published inventory has them.
+	sums := func(res *bake.Result, paths ...string) string {
+		t.Helper()
+		entries, err := manifest.ReadInventory(res.Dir, *res.Manifest.Inventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range paths {
+			i := slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Path == p })
+			if i < 0 {
+				t.Fatalf("the inventory has no %s", p)
+			}
+			got = append(got, entries[i].SHA256)
+		}
+		return strings.Join(got, " ")
+	}
+	sha := func(contents ...string) string {
+		var s []string
+		for _, c := range contents {
+			s = append(s, fmt.Sprintf("%x", sha256.Sum256([]byte(c))))
+		}
+		return strings.Join(s, " ")
+	}
+	stepFiles := []string{"/etc/one", "/etc/two.conf", "/etc/three"}
 
 	// The cold build.
 	res, err := runBuildIn(t, dir, recipe("three"), files, withCache)
@@ -94,6 +136,12 @@ outputs: [ { format: qcow2 } ]
 		if !strings.Contains(logOf(), want) {
 			t.Errorf("cold build: the log does not say %s", want)
 		}
+	}
+	if read, known := hashed("cold build"); known != 0 || read < 10000 {
+		t.Errorf("cold build: the file inventory hashed %d files and knew %d; want every file hashed", read, known)
+	}
+	if got, want := sums(res, stepFiles...), sha("one\n", "two = 2\n", "three\n"); got != want {
+		t.Errorf("cold build: the inventory's sums of %v = %s, want %s", stepFiles, got, want)
 	}
 	store, err := images.Open(filepath.Join(dir, "images"))
 	if err != nil {
@@ -130,6 +178,14 @@ outputs: [ { format: qcow2 } ]
 	if !strings.Contains(logOf(), "resuming after provision[1] file from checkpoint") {
 		t.Error("the rebuild does not say what it resumed from")
 	}
+	// Its file inventory reads only what changed since the cold build hashed the same files:
+	// what step 3 and generalize wrote, not the base's files or what the restored steps wrote.
+	if read, known := hashed("last step edited"); read > 1000 || known < 10000 {
+		t.Errorf("last step edited: the file inventory hashed %d files and knew %d; want most known", read, known)
+	}
+	if got, want := sums(res, stepFiles...), sha("one\n", "two = 2\n", "THREE\n"); got != want {
+		t.Errorf("last step edited: the inventory's sums of %v = %s, want %s", stepFiles, got, want)
+	}
 	// Its output is booted at the end: later builds publish over it.
 	edited := filepath.Join(dir, "edited.qcow2")
 	if err := os.Rename(filepath.Join(res.Dir, "e2e-ck.qcow2"), edited); err != nil {
@@ -143,6 +199,10 @@ outputs: [ { format: qcow2 } ]
 		t.Fatalf("rebuild with an uploaded file changed: %v", err)
 	}
 	check("uploaded file changed", res, all[1:], all[:1])
+	// The upload rewrote /etc/two.conf on a guest restored after step 1: read again, not known.
+	if got, want := sums(res, stepFiles...), sha("one\n", "two = 3\n", "THREE\n"); got != want {
+		t.Errorf("uploaded file changed: the inventory's sums of %v = %s, want %s", stepFiles, got, want)
+	}
 
 	// A corrupt checkpoint (the one after provision[1], just taken, truncated) is skipped with
 	// a warning; the build resumes from the one before it.

@@ -23,17 +23,26 @@ import (
 // inventoryDir is where the guest leaves the inventory for ingot to fetch.
 const inventoryDir = "/run/ingot-inventory"
 
+// knownFile is where the generalize command keeps, from its stdin, the files whose checksums
+// ingot already has (hashCache.known): one line each, as find prints them below.
+const knownFile = scanDir + "/known"
+
 // inventoryScript lists every file of the image's filesystems, those the guest mounts and the
-// other partitions of its root disk: find's
-// fields NUL-separated (type, mode, uid, gid, size, path, link target), and sha256sum -z of the
-// regular files (no escaping of odd names), one sha256sum per vCPU at a time: hashing is most
-// of the time, and under TCG each vCPU is a host thread. Each sha256sum writes a file of its
-// own (its buffered writes could split a line if they shared one), joined afterwards. Pseudo filesystems (proc, sysfs, tmpfs, …) are not
-// on the image and are skipped with -xdev from each real mount point.
+// other partitions of its root disk: find's fields NUL-separated (type, mode, uid, gid, size,
+// path, link target, and "inode ctime", which with size and path says whether a file is the one
+// an earlier build hashed), and sha256sum -z of the regular files (no escaping of odd names).
+// A regular file whose inode, ctime, size and path are a line of knownFile is not read: its
+// content has not changed since an earlier build on the same base hashed it (writing a file,
+// or setting its times, sets its ctime to the clock's now), and reading the disk is most of
+// the inventory's time under TCG. One sha256sum runs per vCPU at a time: under TCG each vCPU
+// is a host thread. Each sha256sum writes a file of its own (its buffered writes could split a
+// line if they shared one), joined afterwards. Pseudo filesystems (proc, sysfs, tmpfs, …) are
+// not on the image and are skipped with -xdev from each real mount point.
 const inventoryScript = `set -eu
 cd / # generalize has deleted the build user's home, the session's working directory
 t0=$(date +%s%N)
 d=` + inventoryDir + `
+known=` + knownFile + `
 rm -rf "$d"; mkdir -m 0755 "$d"
 fstypes=ext2,ext3,ext4,xfs,btrfs,vfat
 mounts=$(findmnt -rn -o TARGET -t $fstypes | sort -u)
@@ -49,14 +58,24 @@ for p in $(lsblk -lnpo NAME,TYPE "/dev/$disk" 2>/dev/null | awk '$2 == "part" { 
 	mkdir -p "$m" && mount -t "$fs" -o "$o" "$p" "$m" && mounts="$mounts $m"
 done
 # shellcheck disable=SC2086
-find $mounts -xdev -printf '%y\0%#m\0%U\0%G\0%s\0%p\0%l\0' > "$d/meta"
+find $mounts -xdev -printf '%y\0%#m\0%U\0%G\0%s\0%p\0%l\0%i %C@\0' > "$d/meta"
 # shellcheck disable=SC2086
-find $mounts -xdev -type f -print0 | xargs -0 -r -n 256 -P "$(nproc)" sh -c 'sha256sum -z "$@" > "$0.$$" || true' "$d/part"
+find $mounts -xdev -type f -printf '%i %C@ %s %p\0' > "$d/files"
+if [ -s "$known" ]; then
+	grep -z -v -x -F -f "$known" "$d/files" > "$d/tohash" || [ $? -eq 1 ]
+else
+	cp "$d/files" "$d/tohash"
+fi
+rm -f "$known"
+sed -z 's/^[^ ]* [^ ]* [^ ]* //' "$d/tohash" | xargs -0 -r -n 256 -P "$(nproc)" sh -c 'sha256sum -z "$@" > "$0.$$" || true' "$d/part"
 find "$d" -name 'part.*' -exec cat {} + > "$d/sums"
 rm -f "$d"/part.*
 for m in "$d"/mnt/*; do [ -d "$m" ] && { umount "$m" || true; }; done
 chmod 0644 "$d/meta" "$d/sums"
-echo "file inventory: $(tr -cd '\0' < "$d/sums" | wc -c) files hashed in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+all=$(tr -cd '\0' < "$d/files" | wc -c)
+todo=$(tr -cd '\0' < "$d/tohash" | wc -c)
+rm -f "$d/files" "$d/tohash"
+echo "file inventory: $(tr -cd '\0' < "$d/sums" | wc -c) files hashed in $(( ($(date +%s%N) - t0) / 1000000 )) ms; $((all - todo)) more unchanged since an earlier build on this base" >&2
 `
 
 // fetchInventory reads the inventory inventoryScript left in the guest.
@@ -69,13 +88,48 @@ func (b *build) fetchInventory(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetch the file inventory's checksums: %w", err)
 	}
-	entries, err := parseInventory(meta, sums)
+	entries, next, err := parseInventory(meta, sums, b.known)
 	if err != nil {
 		return fmt.Errorf("read the file inventory: %w", err)
 	}
 	b.files = entries
 	b.log.Info("file inventory read", "files", len(entries))
+	if b.keepsFileSums() {
+		if err := b.opts.Images.PutFileSums(ctx, b.rootLayer, next); err != nil {
+			b.log.Warn("warning: could not keep the file checksums for the next build; it will read every file again", "err", err)
+		}
+	}
 	return nil
+}
+
+// keepsFileSums says whether the build uses and keeps file checksums for its base layer: it has
+// an image store and a base in it, and was not told --no-cache.
+func (b *build) keepsFileSums() bool {
+	return b.opts.Images != nil && !b.opts.NoCache && b.rootLayer != ""
+}
+
+// knownFiles reads the file checksums kept for the build's base into b.known, and returns the
+// guest's knownFile: a line per file, as inventoryScript's find prints it (a path with a
+// newline in it cannot be a line, and is read again).
+func (b *build) knownFiles() []byte {
+	b.known = nil
+	if !b.keepsFileSums() {
+		return nil
+	}
+	known, err := b.opts.Images.FileSums(b.rootLayer)
+	if err != nil {
+		b.log.Warn("warning: kept file checksums unusable; the file inventory reads every file", "err", err)
+		return nil
+	}
+	b.known = known
+	var buf bytes.Buffer
+	for key := range known {
+		if !strings.Contains(key, "\n") {
+			buf.WriteString(key)
+			buf.WriteByte('\n')
+		}
+	}
+	return buf.Bytes()
 }
 
 // imagePath is where a listed file is on the image: a file of a partition the system does not
@@ -92,36 +146,39 @@ func imagePath(p string) string {
 // findTypes maps find's %y to manifest.Entry types.
 var findTypes = map[string]string{"f": "file", "d": "dir", "l": "symlink", "c": "char", "b": "block", "p": "fifo", "s": "socket"}
 
-// parseInventory reads inventoryScript's output: meta, seven NUL-terminated fields a file, and
-// sums, "HASH  PATH" NUL-terminated. A path listed twice (a mount point, seen from its parent
-// and as a start) keeps its last entry, the mounted filesystem's root. A regular file without a
-// checksum went away between the listing and the hashing and is left out; more than a few such
-// files mean sha256sum failed, which is an error. Entries come out by path.
-func parseInventory(meta, sums []byte) ([]manifest.Entry, error) {
+// parseInventory reads inventoryScript's output: meta, eight NUL-terminated fields a file, and
+// sums, "HASH  PATH" NUL-terminated; known holds the checksums of the files the guest was told
+// not to read, by hashKey. A path listed twice (a mount point, seen from its parent and as a
+// start) keeps its last entry, the mounted filesystem's root. A regular file without a checksum
+// went away between the listing and the hashing and is left out; more than a few such files
+// mean sha256sum failed, which is an error. Entries come out by path, with the checksums of all
+// regular files by hashKey: the known files of the next build.
+func parseInventory(meta, sums []byte, known map[string]string) ([]manifest.Entry, map[string]string, error) {
 	hashes := map[string]string{}
 	for rec := range bytes.SplitSeq(bytes.TrimSuffix(sums, []byte{0}), []byte{0}) {
 		if len(rec) == 0 {
 			continue
 		}
 		if len(rec) < 67 || (string(rec[64:66]) != "  " && string(rec[64:66]) != " *") {
-			return nil, fmt.Errorf("sha256sum line %q: want HASH  PATH", rec)
+			return nil, nil, fmt.Errorf("sha256sum line %q: want HASH  PATH", rec)
 		}
-		hashes[imagePath(string(rec[66:]))] = string(rec[:64])
+		hashes[string(rec[66:])] = string(rec[:64])
 	}
 	fields := bytes.Split(bytes.TrimSuffix(meta, []byte{0}), []byte{0})
 	if len(meta) == 0 {
 		fields = nil
 	}
-	if len(fields)%7 != 0 {
-		return nil, fmt.Errorf("%d fields: not whole records of 7", len(fields))
+	if len(fields)%8 != 0 {
+		return nil, nil, fmt.Errorf("%d fields: not whole records of 8", len(fields))
 	}
 	byPath := map[string]manifest.Entry{}
+	next := map[string]string{}
 	var missing []string
-	for i := 0; i < len(fields); i += 7 {
-		f := fields[i : i+7]
+	for i := 0; i < len(fields); i += 8 {
+		f := fields[i : i+8]
 		typ, ok := findTypes[string(f[0])]
 		if !ok {
-			return nil, fmt.Errorf("%s: unknown file type %q", f[5], f[0])
+			return nil, nil, fmt.Errorf("%s: unknown file type %q", f[5], f[0])
 		}
 		mode := strings.TrimLeft(string(f[1]), "0")
 		mode = strings.Repeat("0", max(0, 4-len(mode))) + mode
@@ -129,20 +186,26 @@ func parseInventory(meta, sums []byte) ([]manifest.Entry, error) {
 		gid, err2 := strconv.Atoi(string(f[3]))
 		size, err3 := strconv.ParseInt(string(f[4]), 10, 64)
 		if err1 != nil || err2 != nil || err3 != nil || len(mode) != 4 || strings.Trim(mode, "01234567") != "" {
-			return nil, fmt.Errorf("%s: bad record %q", f[5], bytes.Join(f, []byte(" ")))
+			return nil, nil, fmt.Errorf("%s: bad record %q", f[5], bytes.Join(f, []byte(" ")))
 		}
-		e := manifest.Entry{Path: imagePath(string(f[5])), Type: typ, Mode: mode, UID: uid, GID: gid, Size: size}
+		raw := string(f[5])
+		e := manifest.Entry{Path: imagePath(raw), Type: typ, Mode: mode, UID: uid, GID: gid, Size: size}
 		switch typ {
 		case "symlink":
 			e.Target = string(f[6])
 		case "file":
-			e.SHA256 = hashes[e.Path]
+			key := hashKey(string(f[7]), size, raw)
+			e.SHA256 = hashes[raw]
+			if e.SHA256 == "" {
+				e.SHA256 = known[key]
+			}
 			if e.SHA256 == "" {
 				// Gone between the listing and the hashing (a service's temporary file): it
 				// is not in the image either.
 				missing = append(missing, e.Path)
 				continue
 			}
+			next[key] = e.SHA256
 		}
 		byPath[e.Path] = e
 	}
@@ -152,7 +215,12 @@ func parseInventory(meta, sums []byte) ([]manifest.Entry, error) {
 	}
 	slices.SortFunc(out, func(a, b manifest.Entry) int { return strings.Compare(a.Path, b.Path) })
 	if len(missing) > len(out)/100+10 {
-		return nil, fmt.Errorf("%d regular files have no checksum (%s, …): sha256sum could not read them", len(missing), strings.Join(missing[:min(5, len(missing))], ", "))
+		return nil, nil, fmt.Errorf("%d regular files have no checksum (%s, …): sha256sum could not read them", len(missing), strings.Join(missing[:min(5, len(missing))], ", "))
 	}
-	return out, nil
+	return out, next, nil
+}
+
+// hashKey is a regular file's line in inventoryScript's list of files: "INODE CTIME SIZE PATH".
+func hashKey(inodeCtime string, size int64, path string) string {
+	return inodeCtime + " " + strconv.FormatInt(size, 10) + " " + path
 }

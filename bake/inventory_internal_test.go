@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"strings"
@@ -8,18 +9,26 @@ import (
 )
 
 func TestParseInventory(t *testing.T) {
+	// rec is a meta record: find's seven fields, then "INODE CTIME".
 	rec := func(fields ...string) string { return strings.Join(fields, "\x00") + "\x00" }
 	h := strings.Repeat("a", 64)
-	meta := rec("d", "0755", "0", "0", "4096", "/", "") +
-		rec("f", "04755", "0", "0", "55", "/usr/bin/su", "") +
-		rec("l", "0777", "0", "0", "7", "/bin", "usr/bin") +
-		rec("f", "0644", "1000", "1000", "3", "/etc/odd\nname", "") +
-		rec("d", "0700", "0", "0", "4096", "/boot/efi", "") +
-		rec("d", "0755", "0", "0", "2048", "/boot/efi", "") +
-		rec("d", "0755", "0", "0", "2048", "/run/ingot-inventory/mnt/part1", "") +
-		rec("f", "0755", "0", "0", "9", "/run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI", "")
+	meta := rec("d", "0755", "0", "0", "4096", "/", "", "2 1700000000.1") +
+		rec("f", "04755", "0", "0", "55", "/usr/bin/su", "", "12 1700000000.2") +
+		rec("l", "0777", "0", "0", "7", "/bin", "usr/bin", "13 1700000000.3") +
+		rec("f", "0644", "1000", "1000", "3", "/etc/odd\nname", "", "14 1733000000.4") +
+		rec("f", "0644", "0", "0", "8", "/etc/kept", "", "15 1700000000.5") +
+		rec("d", "0700", "0", "0", "4096", "/boot/efi", "", "16 1700000000.6") +
+		rec("d", "0755", "0", "0", "2048", "/boot/efi", "", "1 1700000000.7") +
+		rec("d", "0755", "0", "0", "2048", "/run/ingot-inventory/mnt/part1", "", "1 1700000000.8") +
+		rec("f", "0755", "0", "0", "9", "/run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI", "", "20 1700000000.9")
 	sums := h + "  /usr/bin/su\x00" + strings.Repeat("b", 64) + "  /etc/odd\nname\x00" + strings.Repeat("c", 64) + "  /run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI\x00"
-	got, err := parseInventory([]byte(meta), []byte(sums))
+	// /etc/kept was not read: an earlier build hashed it as it is. The record of another inode
+	// of /usr/bin/su is not used: the guest read that file again.
+	known := map[string]string{
+		"15 1700000000.5 8 /etc/kept":    strings.Repeat("d", 64),
+		"11 1600000000.0 55 /usr/bin/su": strings.Repeat("e", 64),
+	}
+	got, next, err := parseInventory([]byte(meta), []byte(sums), known)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,18 +36,30 @@ func TestParseInventory(t *testing.T) {
 	for _, e := range got {
 		lines = append(lines, strings.Join([]string{e.Path, e.Type, e.Mode, e.Target, e.SHA256[:min(4, len(e.SHA256))]}, " "))
 	}
-	want := []string{"/ dir 0755  ", "/[part1] dir 0755  ", "/[part1]/EFI/BOOT/BOOTX64.EFI file 0755  cccc", "/bin symlink 0777 usr/bin ", "/boot/efi dir 0755  ", "/etc/odd\nname file 0644  bbbb", "/usr/bin/su file 4755  aaaa"}
+	want := []string{"/ dir 0755  ", "/[part1] dir 0755  ", "/[part1]/EFI/BOOT/BOOTX64.EFI file 0755  cccc", "/bin symlink 0777 usr/bin ", "/boot/efi dir 0755  ",
+		"/etc/kept file 0644  dddd", "/etc/odd\nname file 0644  bbbb", "/usr/bin/su file 4755  aaaa"}
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Errorf("entries:\n%q\nwant\n%q", lines, want)
 	}
+	// The next build knows every regular file, by the guest's own path and find's line.
+	wantNext := map[string]string{
+		"12 1700000000.2 55 /usr/bin/su":                                        h,
+		"14 1733000000.4 3 /etc/odd\nname":                                      strings.Repeat("b", 64),
+		"15 1700000000.5 8 /etc/kept":                                           strings.Repeat("d", 64),
+		"20 1700000000.9 9 /run/ingot-inventory/mnt/part1/EFI/BOOT/BOOTX64.EFI": strings.Repeat("c", 64),
+	}
+	if !maps.Equal(next, wantNext) {
+		t.Errorf("checksums for the next build:\n%q\nwant\n%q", next, wantNext)
+	}
 	for _, bad := range []struct{ meta, sums string }{
-		{strings.Repeat(rec("f", "0644", "0", "0", "1", "/nosum", ""), 11), ""},
-		{rec("x", "0644", "0", "0", "1", "/weird", ""), ""},
-		{rec("f", "0644", "root", "0", "1", "/a", ""), h + "  /a\x00"},
+		{strings.Repeat(rec("f", "0644", "0", "0", "1", "/nosum", "", "3 1.0"), 11), ""},
+		{rec("x", "0644", "0", "0", "1", "/weird", "", "3 1.0"), ""},
+		{rec("f", "0644", "root", "0", "1", "/a", "", "3 1.0"), h + "  /a\x00"},
+		{rec("f", "0644", "0", "0", "1", "/a", ""), h + "  /a\x00"},
 		{"d\x000755\x00", ""},
 		{"", "short  /a\x00"},
 	} {
-		if _, err := parseInventory([]byte(bad.meta), []byte(bad.sums)); err == nil {
+		if _, _, err := parseInventory([]byte(bad.meta), []byte(bad.sums), nil); err == nil {
 			t.Errorf("parseInventory(%q, %q) succeeded", bad.meta, bad.sums)
 		}
 	}

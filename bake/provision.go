@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -263,18 +264,20 @@ func (b *build) generalize(ctx context.Context) error {
 	// The inventory and the scan read no stdin: it carried the scan's needles, which the
 	// prologue has kept.
 	inventory := "sh -c " + communicator.ShellQuote(inventoryScript) + " </dev/null"
-	needles := bytes.NewReader(b.scanNeedles())
+	needles := b.scanNeedles()
+	stdin := io.MultiReader(bytes.NewReader(needles), bytes.NewReader(b.knownFiles()))
+	n := bytes.Count(needles, []byte{'\n'})
 	if !b.r.Generalize.Enabled {
 		// Still trim: free space should not end up in the outputs.
-		cmd := b.scanPrologue() + "{ fstrim -av </dev/null || true; } && " + inventory + scanEpilogue()
-		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: cmd, Sudo: true, Stdin: needles}, true); err != nil {
+		cmd := b.scanPrologue(n) + "{ fstrim -av </dev/null || true; } && " + inventory + scanEpilogue()
+		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: cmd, Sudo: true, Stdin: stdin}, true); err != nil {
 			return fmt.Errorf("trim, list the image's files and scan them: %w", err)
 		}
 		return errors.Join(b.fetchInventory(ctx), b.fetchScan(ctx))
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
-	cmd := b.scanPrologue() + "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " </dev/null && " + inventory + scanEpilogue()
-	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true, Stdin: needles}, true)
+	cmd := b.scanPrologue(n) + "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " </dev/null && " + inventory + scanEpilogue()
+	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true, Stdin: stdin}, true)
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {
 		return fmt.Errorf("generalize script, file inventory or secret scan: %w", err)

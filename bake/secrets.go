@@ -142,13 +142,15 @@ chmod 0755 "$d"; chmod 0644 "$d/found"
 echo "secret scan: $(wc -l < "$d/files") files the build wrote, $(wc -l < "$d/found") findings, in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
 `
 
-// scanPrologue starts the generalize command when the build scans: it keeps the needles the
-// command gets on stdin in scanDir (nothing in generalize or the inventory can read them from
-// stdin then), writes the credential patterns there, and notes when the build user's key was
-// installed, before generalize deletes it: the files changed after are the build's.
-func (b *build) scanPrologue() string {
+// scanPrologue starts the generalize command: it keeps what the command gets on stdin
+// (generalizeStdin) in scanDir, its first needles lines the scan's needles and the rest the
+// inventory's known files (nothing in generalize or the inventory can read them from stdin
+// then; read takes a pipe a byte at a time, so the lines split exactly), writes the credential
+// patterns there, and notes when the build user's key was installed, before generalize deletes
+// it: the files changed after are the build's.
+func (b *build) scanPrologue(needles int) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "umask 077; rm -rf %[1]s; mkdir -p %[1]s && cat > %[1]s/in && ", scanDir)
+	fmt.Fprintf(&s, "umask 077; rm -rf %[1]s; mkdir -p %[1]s && { i=0; while [ $i -lt %[2]d ] && IFS= read -r l; do printf '%%s\\n' \"$l\"; i=$((i+1)); done > %[1]s/in; cat > %[3]s; } && ", scanDir, needles, knownFile)
 	for _, p := range secrets.Patterns() {
 		fmt.Fprintf(&s, "printf '%%s\\n' %s > %s/p.%s && ", communicator.ShellQuote(p.ERE), scanDir, p.Name)
 	}

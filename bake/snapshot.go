@@ -30,6 +30,7 @@ func (b *build) fetchImage(ctx context.Context) error {
 	}
 	b.base, b.baseFormat = chain[0].Path, chain[0].Format
 	b.baseSum, b.baseLayer = img.Layer, img.Layer
+	b.rootLayer = chain[len(chain)-1].Digest
 	b.log.Info("starting from a stored image", "image", img.Name, "layer", img.Layer[:12], "layers", len(chain))
 	return nil
 }
@@ -48,7 +49,7 @@ func (b *build) storeBase(ctx context.Context, format string) error {
 	if err != nil {
 		return err
 	}
-	b.base, b.baseLayer = l.Path, l.Digest
+	b.base, b.baseLayer, b.rootLayer = l.Path, l.Digest, l.Digest
 	return nil
 }
 

@@ -39,6 +39,7 @@ type build struct {
 	baseFormat  string
 	baseSum     string
 	baseLayer   string // the image-store layer the build disk backs on, if any
+	rootLayer   string // the bottom layer of baseLayer's chain: the disk the build's files came from
 	image       *manifest.Image
 	iso         string // fetch: the installer ISO (ISO sources)
 	diskPath    string // prepare: the build disk (qcow2)
@@ -65,8 +66,9 @@ type build struct {
 	diskSize    int64  // prepare: the build disk's virtual size
 	// buildMachine is who the build machine was (inventory), for the test boots and the manifest.
 	buildMachine *manifest.BuildMachine
-	testFailed   bool             // a test boot's check failed: --keep-on-failure keeps the staged outputs
-	files        []manifest.Entry // generalize: the final image's file inventory
+	testFailed   bool              // a test boot's check failed: --keep-on-failure keeps the staged outputs
+	files        []manifest.Entry  // generalize: the final image's file inventory
+	known        map[string]string // generalize: file checksums kept for rootLayer (images.Store.FileSums)
 	drift        *manifest.DriftSummary
 	driftCrossed []drift.Crossed // the recipe's drift thresholds this build crossed
 	skipPublish  bool            // --skip-if-same, and nothing drifted

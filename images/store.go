@@ -394,7 +394,7 @@ func (s *Store) collect() ([]string, error) {
 			freed = append(freed, d)
 		}
 	}
-	return freed, s.collectRecords()
+	return freed, errors.Join(s.collectRecords(), s.collectFileSums())
 }
 
 func copyFile(ctx context.Context, src, dst string) error {
