@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ingot-build/ingot/disk"
 	"github.com/ingot-build/ingot/firmware"
 	"github.com/ingot-build/ingot/hypervisor"
 	"github.com/ingot-build/ingot/manifest"
@@ -28,7 +29,8 @@ type TestOptions struct {
 	// it (its manifest beside it), else bios (uefi for aarch64, which has no other).
 	Firmware []firmware.Kind
 	// Arch is the machine's architecture (x86_64, aarch64); empty: the one its manifest
-	// records, else the host's.
+	// records, else the one its UEFI default boot loader is for (disk.Inspection.Arch), else
+	// the host's.
 	Arch string
 	// Checks are run after the built-in ones (--tests FILE).
 	Checks    []recipes.Check
@@ -92,6 +94,17 @@ func TestImage(ctx context.Context, o TestOptions) ([]manifest.TestBoot, error) 
 		}
 		if arch == "" {
 			arch = cmp.Or(m.Arch, recipes.ArchX86_64) // manifests before 1.3 are all x86_64
+		}
+	}
+	if arch == "" {
+		// No manifest says: the image's UEFI default boot loader does (a flashed device has
+		// no manifest beside it); a BIOS-only image has none, and boots as the host's.
+		if in, err := disk.Inspect(ctx, o.Image); err == nil && in.Arch != "" {
+			if in.Arch != recipes.ArchX86_64 && in.Arch != recipes.ArchAArch64 {
+				return nil, fmt.Errorf("%s boots as %s (its UEFI boot loader %s): ingot tests x86_64 and aarch64 images", o.Image, in.Arch, in.ArchFrom)
+			}
+			arch = in.Arch
+			o.Logger.Info("testing as the architecture the image's UEFI boot loader is for", "arch", arch, "loader", in.ArchFrom)
 		}
 	}
 	if arch == "" {

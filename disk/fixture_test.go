@@ -112,7 +112,11 @@ func buildTestDisk(dir string, size int64) (*testDisk, error) {
 	if err := os.WriteFile(boot, bytes.Repeat([]byte("not really an EFI binary\n"), 1000), 0o644); err != nil {
 		return nil, err
 	}
-	if err := run("mcopy", "-i", fmt.Sprintf("%s@@%d", d.Raw, d.ESPStart), boot, "::BOOTX64.EFI"); err != nil {
+	esp := fmt.Sprintf("%s@@%d", d.Raw, d.ESPStart)
+	if err := run("mmd", "-i", esp, "::EFI", "::EFI/BOOT"); err != nil {
+		return nil, err
+	}
+	if err := run("mcopy", "-i", esp, boot, "::EFI/BOOT/BOOTX64.EFI"); err != nil {
 		return nil, err
 	}
 	root := filepath.Join(dir, "root")

@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend"
@@ -24,6 +27,9 @@ type Filesystem struct {
 	UUID  string `json:"uuid,omitempty"`
 	// Size is how many bytes the filesystem spans, where its superblock says (ext2/3/4).
 	Size int64 `json:"size,omitempty"`
+	// EFIBoot lists the UEFI default boot loaders of a FAT filesystem, /EFI/BOOT/BOOT*.EFI: the
+	// files a firmware boots from removable media, named for their architecture.
+	EFIBoot []string `json:"efi_boot,omitempty"`
 }
 
 // probeFilesystem says what filesystem starts at off in r (size bytes long), or nil if it knows
@@ -56,7 +62,7 @@ func probeFilesystem(r io.ReaderAt, off, size int64) (*Filesystem, error) {
 		}
 		id := le32(idAt)
 		fs.UUID = fmt.Sprintf("%04X-%04X", id>>16, id&0xffff)
-		fs.Label = fatLabel(r, off, size, string(at(labelAt, 11)))
+		fs.Label, fs.EFIBoot = readFAT(r, off, size, string(at(labelAt, 11)))
 		return fs, nil
 	case bytes.Equal(at(32769, 5), []byte("CD001")):
 		fs := &Filesystem{Type: "iso9660", Label: strings.TrimSpace(string(at(32768+40, 32)))}
@@ -130,17 +136,44 @@ func probeExt(r io.ReaderAt, off, size int64, sb []byte) *Filesystem {
 	return fs
 }
 
-// fatLabel is the volume label of a FAT filesystem: go-diskfs reads the one in the root
-// directory, which is the one that counts; the boot sector's copy is the fallback.
-func fatLabel(r io.ReaderAt, off, size int64, bootSector string) string {
+// readFAT reads a FAT filesystem's volume label and its UEFI default boot loaders. go-diskfs
+// reads the label in the root directory, which is the one that counts; the boot sector's copy
+// is the fallback.
+func readFAT(r io.ReaderAt, off, size int64, bootSector string) (label string, efiBoot []string) {
 	st := readerStorage(r, off+size)
+	var fsys interface {
+		Label() string
+		ReadDir(string) ([]iofs.DirEntry, error)
+	}
 	if fs, err := fat32.Read(st, size, off, 512); err == nil {
-		return cleanFATLabel(fs.Label())
+		fsys = fs
+	} else if fs, err := fat16.Read(st, size, off, 512); err == nil {
+		fsys = fs
+	} else {
+		return cleanFATLabel(bootSector), nil
 	}
-	if fs, err := fat16.Read(st, size, off, 512); err == nil {
-		return cleanFATLabel(fs.Label())
+	// FAT names are case-insensitive: the directories are found whatever their case. The
+	// paths are io/fs's: relative, "." the root.
+	dir := "."
+	for _, want := range []string{"EFI", "BOOT"} {
+		des, err := fsys.ReadDir(dir)
+		if err != nil {
+			return cleanFATLabel(fsys.Label()), nil
+		}
+		i := slices.IndexFunc(des, func(de iofs.DirEntry) bool { return de.IsDir() && strings.EqualFold(de.Name(), want) })
+		if i < 0 {
+			return cleanFATLabel(fsys.Label()), nil
+		}
+		dir = path.Join(dir, des[i].Name())
 	}
-	return cleanFATLabel(bootSector)
+	des, _ := fsys.ReadDir(dir)
+	for _, de := range des {
+		name := strings.ToUpper(de.Name())
+		if !de.IsDir() && strings.HasPrefix(name, "BOOT") && strings.HasSuffix(name, ".EFI") {
+			efiBoot = append(efiBoot, path.Join(dir, de.Name()))
+		}
+	}
+	return cleanFATLabel(fsys.Label()), efiBoot
 }
 
 func cleanFATLabel(s string) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"text/tabwriter"
 
@@ -33,6 +34,45 @@ type Inspection struct {
 	Table *PartitionTable `json:"partition_table,omitempty"`
 	// Filesystem is a filesystem on the whole disk (an ISO, a partitionless image).
 	Filesystem *Filesystem `json:"filesystem,omitempty"`
+	// Arch is the architecture the disk boots as (QEMU's name: x86_64, aarch64), from its UEFI
+	// default boot loader (ArchFrom); empty when it has none, or loaders of several.
+	Arch     string `json:"arch,omitempty"`
+	ArchFrom string `json:"arch_from,omitempty"`
+}
+
+// efiArch maps the UEFI specification's default boot loader names (/EFI/BOOT/BOOT<arch>.EFI)
+// to QEMU's names of the architectures.
+var efiArch = map[string]string{
+	"BOOTX64.EFI": "x86_64", "BOOTAA64.EFI": "aarch64", "BOOTIA32.EFI": "i386", "BOOTARM.EFI": "arm",
+	"BOOTRISCV64.EFI": "riscv64", "BOOTLOONGARCH64.EFI": "loongarch64",
+}
+
+// guessArch sets Arch from the UEFI default boot loaders of the disk's filesystems.
+func (in *Inspection) guessArch() {
+	var all []*Filesystem
+	if in.Filesystem != nil {
+		all = append(all, in.Filesystem)
+	}
+	if in.Table != nil {
+		for _, p := range in.Table.Partitions {
+			if p.Filesystem != nil {
+				all = append(all, p.Filesystem)
+			}
+		}
+	}
+	for _, fs := range all {
+		for _, l := range fs.EFIBoot {
+			a := efiArch[strings.ToUpper(path.Base(l))]
+			if a == "" {
+				continue
+			}
+			if in.Arch != "" && in.Arch != a {
+				in.Arch, in.ArchFrom = "", ""
+				return
+			}
+			in.Arch, in.ArchFrom = a, l
+		}
+	}
 }
 
 // PartitionTable is a GPT or an MBR.
@@ -95,6 +135,7 @@ func Inspect(ctx context.Context, path string) (Inspection, error) {
 	if err := in.readDisk(r, st); err != nil {
 		return in, fmt.Errorf("inspect %s: %w", path, err)
 	}
+	in.guessArch()
 	return in, nil
 }
 
@@ -167,6 +208,7 @@ func mbrTable(m *mbr.Table, size int64) *PartitionTable {
 //	image    disk.qcow2 (qcow2)
 //	size     2.0 GiB virtual, 429.0 MiB data, 163.2 MiB on disk
 //	table    gpt 3F1A599F-8724-4851-92A8-013A26FD2FCB
+//	arch     x86_64 (its UEFI boot loader EFI/BOOT/BOOTX64.EFI)
 //
 //	#  START     SIZE       TYPE                    NAME  FS    LABEL  UUID
 //	1  1.0 MiB   1.0 MiB    BIOS boot               bios
@@ -188,6 +230,9 @@ func (in Inspection) WriteText(w io.Writer) error {
 	}
 	if fs := in.Filesystem; fs != nil {
 		fmt.Fprintf(tw, "filesystem\t%s\n", strings.Join(nonEmpty(fs.Type, quoteLabel(fs.Label), fs.UUID), " "))
+	}
+	if in.Arch != "" {
+		fmt.Fprintf(tw, "arch\t%s (its UEFI boot loader %s)\n", in.Arch, in.ArchFrom)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

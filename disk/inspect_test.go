@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestInspect(t *testing.T) {
 				fs             *Filesystem
 			}{
 				{"bios", "BIOS boot", 1 << 20, nil},
-				{"esp", "EFI System", d.ESPStart, &Filesystem{Type: "vfat", Label: "EFI"}},
+				{"esp", "EFI System", d.ESPStart, &Filesystem{Type: "vfat", Label: "EFI", EFIBoot: []string{"EFI/BOOT/BOOTX64.EFI"}}},
 				{"root", "Linux root (x86-64)", d.RootStart, &Filesystem{Type: "ext4", Label: "root", UUID: testRootUUID, Size: d.RootSize}},
 			}
 			for i, w := range want {
@@ -61,7 +62,7 @@ func TestInspect(t *testing.T) {
 						}
 						got.UUID = ""
 					}
-					if got != *w.fs {
+					if !reflect.DeepEqual(got, *w.fs) {
 						t.Errorf("partition %d: filesystem %+v, want %+v", i+1, got, *w.fs)
 					}
 				}
@@ -71,7 +72,10 @@ func TestInspect(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("\n%s", text.String())
-			for _, line := range [][]string{{"table", "gpt"}, {"2", "2.0", "MiB", "16.0", "MiB", "EFI", "System", "esp", "vfat", "EFI"}, {"3", "18.0", "MiB", "45.0", "MiB", "Linux", "root", "(x86-64)", "root", "ext4", "root", testRootUUID}} {
+			if in.Arch != "x86_64" || in.ArchFrom != "EFI/BOOT/BOOTX64.EFI" {
+				t.Errorf("arch %q from %q, want x86_64 from EFI/BOOT/BOOTX64.EFI", in.Arch, in.ArchFrom)
+			}
+			for _, line := range [][]string{{"table", "gpt"}, {"arch", "x86_64", "(its", "UEFI", "boot", "loader", "EFI/BOOT/BOOTX64.EFI)"}, {"2", "2.0", "MiB", "16.0", "MiB", "EFI", "System", "esp", "vfat", "EFI"}, {"3", "18.0", "MiB", "45.0", "MiB", "Linux", "root", "(x86-64)", "root", "ext4", "root", testRootUUID}} {
 				if !hasLine(text.String(), line...) {
 					t.Errorf("no line starts with %q", line)
 				}
@@ -105,6 +109,9 @@ func TestInspectCloudImage(t *testing.T) {
 	}
 	if fs := in.Table.Partitions[1].Filesystem; fs == nil || fs.Type != "vfat" {
 		t.Errorf("ESP filesystem %+v", fs)
+	}
+	if in.Arch != "x86_64" {
+		t.Errorf("arch %q from %q, want x86_64 from its ESP's EFI/BOOT/BOOTX64.EFI", in.Arch, in.ArchFrom)
 	}
 }
 

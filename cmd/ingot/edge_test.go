@@ -17,8 +17,9 @@ import (
 // TestEdgeArm64 is issue 18's edge path end to end, on the arm64 test guest under TCG: an
 // aarch64 build (qemu-system-aarch64 -M virt with AAVMF) with a file upload and a shell step
 // writes a minimal raw+zstd+bmap and a qcow2; the manifest says aarch64 and the SBOM's purls
-// arm64. `ingot flash` writes the raw onto a loop device bigger than the build's disk, and
-// `ingot test --arch aarch64` boots that device under UEFI: SSH with the pinned key, cloud-init
+// arm64, and `ingot inspect` of the qcow2 says aarch64. `ingot flash` writes the raw onto a loop
+// device bigger than the build's disk, and `ingot test` boots that device as aarch64 (its UEFI
+// boot loader says so; a device has no manifest) under UEFI: SSH with the pinned key, cloud-init
 // done, the root filesystem grown to the device, and checks that find the uploaded file and an
 // aarch64 kernel. The build runs no test step of its own (--test-boot none): the device boot is
 // the raw output's boot, byte for byte, and one TCG boot of arm64 is enough for CI's budget.
@@ -122,6 +123,10 @@ outputs:
 	if o, code := run("qemu-img", "info", "--output=json", filepath.Join(built, "edge.qcow2")); code != 0 || !strings.Contains(o, `"format": "qcow2"`) {
 		t.Errorf("qemu-img info edge.qcow2 exited %d:\n%s", code, o)
 	}
+	// The image says what it boots as: its ESP's UEFI default boot loader.
+	if o, code := run(bin, "inspect", filepath.Join(built, "edge.qcow2")); code != 0 || !strings.Contains(o, "aarch64 (its UEFI boot loader EFI/BOOT/BOOTAA64.EFI)") {
+		t.Errorf("ingot inspect edge.qcow2 exited %d, without the image's arch:\n%s", code, o)
+	}
 
 	// Flashed onto a device bigger than the build's 3 GiB disk, it boots under AAVMF and grows.
 	device := loopDevice(t, filepath.Join(dir, "device.img"), 5<<30)
@@ -135,11 +140,12 @@ outputs:
   - { name: built-by-the-step, run: 'grep -qx "built on aarch64" /etc/edge-build' }
   - { name: arm64-kernel, run: 'test "$(uname -m)" = aarch64' }
 `)
-	o, code = run(bin, "test", "--arch", "aarch64", "--tests", checks, "--work-dir", work, device)
+	// No --arch: a device has no manifest beside it, and its UEFI boot loader says aarch64.
+	o, code = run(bin, "test", "--tests", checks, "--work-dir", work, device)
 	if code != 0 {
 		t.Fatalf("ingot test of the flashed device exited %d:\n%s", code, o)
 	}
-	for _, want := range []string{"full boot under uefi: passed", "pass  boots", "pass  cloud-init", "pass  grown", "pass  uploaded", "pass  built-by-the-step", "pass  arm64-kernel"} {
+	for _, want := range []string{`arch=aarch64 loader=EFI/BOOT/BOOTAA64.EFI`, "full boot under uefi: passed", "pass  boots", "pass  cloud-init", "pass  grown", "pass  uploaded", "pass  built-by-the-step", "pass  arm64-kernel"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("ingot test of the flashed device lacks %q:\n%s", want, o)
 		}

@@ -30,7 +30,7 @@ func testCommand() *cli.Command {
 		ArgsUsage: "IMAGE",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "firmware", Usage: "boot under `FIRMWARE` (bios, uefi, uefi-secure; repeatable; default: the build's, else bios)"},
-			&cli.StringFlag{Name: "arch", Usage: "boot as an `ARCH` machine: x86_64 or aarch64 (default: the build's, from its manifest, else the host's)"},
+			&cli.StringFlag{Name: "arch", Usage: "boot as an `ARCH` machine: x86_64 or aarch64 (default: the build's, from its manifest, else the one its UEFI boot loader is for, else the host's)"},
 			&cli.StringFlag{Name: "tests", Usage: "run the checks of `FILE` too (a YAML file with a tests: list, as in a recipe)"},
 			&cli.IntFlag{Name: "cpus", Value: 2, Usage: "the test machine's vCPUs"},
 			&cli.StringFlag{Name: "memory", Value: "1GiB", Usage: "the test machine's memory"},
