@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/google/renameio/v2"
 	"github.com/klauspost/compress/zstd"
@@ -131,28 +130,8 @@ func cutPath(key string) (meta, path string, ok bool) {
 	return key[:i-1], key[i:], strings.HasPrefix(key[i:], "/")
 }
 
-// collectFileSums removes the checksums kept for layers that are gone.
+// collectFileSums removes the checksums kept for layers that are gone, and the temporary files
+// of PutFileSums that were killed (renameio's, named ".…").
 func (s *Store) collectFileSums() error {
-	des, err := os.ReadDir(s.sumsDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, de := range des {
-		if strings.HasPrefix(de.Name(), ".") {
-			// A live PutFileSums's temporary file (renameio's), or one a killed build left.
-			if info, err := de.Info(); err == nil && s.now().Sub(info.ModTime()) > time.Hour {
-				errs = append(errs, os.Remove(filepath.Join(s.sumsDir(), de.Name())))
-			}
-			continue
-		}
-		layer, _ := strings.CutSuffix(de.Name(), ".zst")
-		if _, err := os.Stat(s.layerPath(layer)); errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, os.Remove(filepath.Join(s.sumsDir(), de.Name())))
-		}
-	}
-	return errors.Join(errs...)
+	return s.collectOrphans(s.sumsDir(), ".", func(name string) string { return strings.TrimSuffix(name, ".zst") })
 }

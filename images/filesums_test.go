@@ -4,8 +4,10 @@ import (
 	"context"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -85,6 +87,16 @@ func TestFileSums(t *testing.T) {
 		t.Error("PutFileSums for a layer the store does not have succeeded")
 	}
 
+	// What killed writers left (renameio's temporary files) goes after an hour.
+	stale, fresh := filepath.Join(s.sumsDir(), ".stale.zst123"), filepath.Join(s.sumsDir(), ".fresh.zst456")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Tag(ctx, Image{Name: "base", Layer: l.Digest}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +105,12 @@ func TestFileSums(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("the file checksums outlived their layer: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a killed writer's temporary file two hours old is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a live writer's temporary file was removed: %v", err)
 	}
 }
 

@@ -74,7 +74,14 @@ func (s *Store) RecordDir(name string) (string, error) {
 // collectRecords removes the records of layers that are gone, and what interrupted PutRecords
 // left.
 func (s *Store) collectRecords() error {
-	des, err := os.ReadDir(s.recordDir())
+	return s.collectOrphans(s.recordDir(), ".tmp-", func(name string) string { return name })
+}
+
+// collectOrphans removes from dir the entries whose layer (layerOf of the entry's name) is gone,
+// and the entries named tmpPrefix… that are more than an hour old: a live writer's are younger,
+// the others were left by a writer that was killed.
+func (s *Store) collectOrphans(dir, tmpPrefix string, layerOf func(name string) string) error {
+	des, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -83,15 +90,14 @@ func (s *Store) collectRecords() error {
 	}
 	var errs []error
 	for _, de := range des {
-		if strings.HasPrefix(de.Name(), ".tmp-") {
-			// A live PutRecord's, or one a killed build left: those go after an hour.
+		if strings.HasPrefix(de.Name(), tmpPrefix) {
 			if info, err := de.Info(); err == nil && s.now().Sub(info.ModTime()) > time.Hour {
-				errs = append(errs, os.RemoveAll(filepath.Join(s.recordDir(), de.Name())))
+				errs = append(errs, os.RemoveAll(filepath.Join(dir, de.Name())))
 			}
 			continue
 		}
-		if _, err := os.Stat(s.layerPath(de.Name())); errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, os.RemoveAll(filepath.Join(s.recordDir(), de.Name())))
+		if _, err := os.Stat(s.layerPath(layerOf(de.Name()))); errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, de.Name())))
 		}
 	}
 	return errors.Join(errs...)
