@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -261,22 +260,20 @@ fstrim -av || true
 // data; then, in the same sudo (generalize deletes the build user and its sudo rule), the file
 // inventory of the image as it now is (inventoryScript), which fetchInventory reads back.
 func (b *build) generalize(ctx context.Context) error {
-	// The inventory and the scan read no stdin: it carried the scan's needles, which the
-	// prologue has kept.
+	// The inventory and the scan read no stdin: it carried the scan's needles and the known
+	// files, which the prologue has kept.
 	inventory := "sh -c " + communicator.ShellQuote(inventoryScript) + " </dev/null"
-	needles := b.scanNeedles()
-	stdin := io.MultiReader(bytes.NewReader(needles), bytes.NewReader(b.knownFiles()))
-	n := bytes.Count(needles, []byte{'\n'})
+	prologue, stdin := b.scanPrologue()
 	if !b.r.Generalize.Enabled {
 		// Still trim: free space should not end up in the outputs.
-		cmd := b.scanPrologue(n) + "{ fstrim -av </dev/null || true; } && " + inventory + scanEpilogue()
+		cmd := prologue + "{ fstrim -av </dev/null || true; } && " + inventory + scanEpilogue()
 		if err := b.runStreaming(ctx, "trim", communicator.Cmd{Command: cmd, Sudo: true, Stdin: stdin}, true); err != nil {
 			return fmt.Errorf("trim, list the image's files and scan them: %w", err)
 		}
 		return errors.Join(b.fetchInventory(ctx), b.fetchScan(ctx))
 	}
 	keep := strings.Join(b.r.Generalize.Keep, " ")
-	cmd := b.scanPrologue(n) + "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " </dev/null && " + inventory + scanEpilogue()
+	cmd := prologue + "sh -c " + communicator.ShellQuote(generalizeScript) + " generalize " + communicator.ShellQuote(b.r.SSH.User) + " " + communicator.ShellQuote(keep) + " </dev/null && " + inventory + scanEpilogue()
 	err := b.runStreaming(ctx, "generalize", communicator.Cmd{Command: cmd, Sudo: true, Stdin: stdin}, true)
 	var exit *communicator.ExitError
 	if errors.As(err, &exit) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -142,20 +143,24 @@ chmod 0755 "$d"; chmod 0644 "$d/found"
 echo "secret scan: $(wc -l < "$d/files") files the build wrote, $(wc -l < "$d/found") findings, in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
 `
 
-// scanPrologue starts the generalize command: it keeps what the command gets on stdin
-// (generalizeStdin) in scanDir, its first needles lines the scan's needles and the rest the
-// inventory's known files (nothing in generalize or the inventory can read them from stdin
-// then; read takes a pipe a byte at a time, so the lines split exactly), writes the credential
-// patterns there, and notes when the build user's key was installed, before generalize deletes
-// it: the files changed after are the build's.
-func (b *build) scanPrologue(needles int) string {
+// scanPrologue starts the generalize command, and returns what the command gets on stdin: the
+// scan's needles (scanNeedles), a line each, then the inventory's known files (knownFiles). The
+// prologue keeps the first lines, as many as there are needles, in scanDir/in and the rest in
+// knownFile (nothing in generalize or the inventory can read them from stdin then; read takes a
+// pipe a byte at a time, so the two parts split exactly), writes the credential patterns there,
+// and notes when the build user's key was installed, before generalize deletes it: the files
+// changed after are the build's.
+func (b *build) scanPrologue() (prologue string, stdin io.Reader) {
+	needles := b.scanNeedles()
+	stdin = io.MultiReader(bytes.NewReader(needles), bytes.NewReader(b.knownFiles()))
 	var s strings.Builder
-	fmt.Fprintf(&s, "umask 077; rm -rf %[1]s; mkdir -p %[1]s && { i=0; while [ $i -lt %[2]d ] && IFS= read -r l; do printf '%%s\\n' \"$l\"; i=$((i+1)); done > %[1]s/in; cat > %[3]s; } && ", scanDir, needles, knownFile)
+	fmt.Fprintf(&s, "umask 077; rm -rf %[1]s; mkdir -p %[1]s && { i=0; while [ $i -lt %[2]d ] && IFS= read -r l; do printf '%%s\\n' \"$l\"; i=$((i+1)); done > %[1]s/in; cat > %[3]s; } && ",
+		scanDir, bytes.Count(needles, []byte{'\n'}), knownFile)
 	for _, p := range secrets.Patterns() {
 		fmt.Fprintf(&s, "printf '%%s\\n' %s > %s/p.%s && ", communicator.ShellQuote(p.ERE), scanDir, p.Name)
 	}
 	fmt.Fprintf(&s, "since=$(stat -c %%Y \"$(getent passwd %s | cut -d: -f6)/.ssh/authorized_keys\" 2>/dev/null || echo 0) && ", communicator.ShellQuote(b.r.SSH.User))
-	return s.String()
+	return s.String(), stdin
 }
 
 // scanEpilogue ends the generalize command with the guest-side scan.
